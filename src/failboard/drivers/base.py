@@ -1,0 +1,153 @@
+"""The two faces of a driver, as typed Protocols.
+
+A **Reader** runs in the dashboard and only reads a project's failure store. An **Executor** runs
+in the agent, inside the project, and changes the store (retry, delete, retry a queue, prune).
+What a driver can do is declared in :class:`Capabilities`; the API refuses the rest with
+:class:`~failboard.exceptions.Unsupported` and the UI hides it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from failboard.models import ActionKind, ActionResult, FailedJob, FailedJobDetail, JobQuery
+
+__all__ = [
+    "Capabilities",
+    "Count",
+    "Executor",
+    "Progress",
+    "Reader",
+    "no_progress",
+]
+
+Progress = Callable[[int, int | None], None]
+"""Called by executors after each batch with ``(done, total)``; ``total`` is None when unknown.
+
+The agent's callback heartbeats the claim and raises
+:class:`~failboard.exceptions.LeaseLost` when the claim was taken back: executors let it
+propagate, so work stops at the next batch boundary."""
+
+
+def no_progress(done: int, total: int | None) -> None:
+    """A progress callback that ignores progress."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a driver can filter on in its store and which actions it can run."""
+
+    filters: frozenset[str] = frozenset(
+        {"queue", "connection", "name", "exception", "q", "failed_after", "failed_before"}
+    )
+    actions: frozenset[ActionKind] = frozenset(ActionKind)
+    has_connections: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    """A count that stops at a cap, so that counting never blocks a page."""
+
+    value: int
+    capped: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.value:,}+" if self.capped else f"{self.value:,}"
+
+
+@runtime_checkable
+class Reader(Protocol):
+    """Reads one project's failed jobs. Every method pages or counts in the store itself."""
+
+    project: str
+    capabilities: Capabilities
+
+    def list(self, query: JobQuery) -> list[FailedJob]:
+        """Up to ``query.limit`` jobs in ``query.order``, resuming past ``query.seek``."""
+        ...
+
+    def get(self, job_id: str) -> FailedJobDetail | None:
+        """One job in full, or None when it is gone."""
+        ...
+
+    def count(self, query: JobQuery, cap: int = 10_000) -> Count:
+        """How many jobs match, counting no further than ``cap``."""
+        ...
+
+    def queues(self) -> list[str]:
+        """The queue names that have failed jobs."""
+        ...
+
+    def ping(self) -> None:
+        """Reach the store; raise StoreUnreachable / StoreError when it cannot be used."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Acts on one project's failed jobs, from inside the project (the agent).
+
+    Every method works in bounded batches, calls ``progress`` after each one, counts jobs that
+    are already gone as ``missing``, and never loads a whole store into memory.
+    """
+
+    project: str
+    capabilities: Capabilities
+
+    def retry(self, job_ids: Sequence[str], progress: Progress = no_progress) -> ActionResult:
+        """Put the jobs back on their original queue, then remove their failure records."""
+        ...
+
+    def delete(self, job_ids: Sequence[str], progress: Progress = no_progress) -> ActionResult:
+        """Forget the jobs."""
+        ...
+
+    def retry_queue(
+        self, queue: str | None, failed_before: datetime, progress: Progress = no_progress
+    ) -> ActionResult:
+        """Retry every job of ``queue`` (every queue when None) that failed at or before
+        ``failed_before``; later failures are not touched."""
+        ...
+
+    def prune(self, older_than: datetime, progress: Progress = no_progress) -> ActionResult:
+        """Delete the failure records of jobs that failed before ``older_than``."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+@dataclass(slots=True)
+class ResultTally:
+    """Accumulates per-job outcomes into an :class:`ActionResult`, keeping a bounded error sample."""
+
+    succeeded: int = 0
+    missing: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    max_errors: int = 20
+
+    def fail(self, job_id: str, reason: str, count: int = 1) -> None:
+        self.failed += count
+        if len(self.errors) < self.max_errors:
+            self.errors.append(f"{job_id}: {reason}")
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.missing + self.failed
+
+    def result(self) -> ActionResult:
+        return ActionResult(
+            succeeded=self.succeeded,
+            missing=self.missing,
+            failed=self.failed,
+            errors=tuple(self.errors),
+        )

@@ -1,0 +1,55 @@
+"""Which drivers exist and how to build their two faces from a project's settings.
+
+Driver modules are imported lazily: a dashboard that only reads Laravel tables never imports
+redis-py, and an agent imports only its own project's driver.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from failboard.config import ProjectSettings
+    from failboard.drivers.base import Executor, Reader
+
+__all__ = ["DRIVERS", "DriverModule", "make_executor", "make_reader", "options_model"]
+
+DRIVERS: dict[str, str] = {
+    "laravel": "failboard.drivers.laravel",
+}
+"""Driver name → module. A module provides ``Options``, ``make_reader`` and ``make_executor``."""
+
+
+class DriverModule(Protocol):
+    Options: type[BaseModel]
+
+    def make_reader(self, project: ProjectSettings, timeout: float) -> Reader: ...
+
+    def make_executor(self, project: ProjectSettings, batch_size: int) -> Executor: ...
+
+
+def _module(driver: str) -> Any:
+    try:
+        return importlib.import_module(DRIVERS[driver])
+    except KeyError:
+        known = ", ".join(sorted(DRIVERS))
+        raise ValueError(f"unknown driver {driver!r}; use one of: {known}") from None
+
+
+def options_model(driver: str) -> type[BaseModel]:
+    """The pydantic model that validates this driver's options (raises ValueError if unknown)."""
+    model: type[BaseModel] = _module(driver).Options
+    return model
+
+
+def make_reader(project: ProjectSettings, timeout: float = 2.0) -> Reader:
+    reader: Reader = _module(project.driver).make_reader(project, timeout)
+    return reader
+
+
+def make_executor(project: ProjectSettings, batch_size: int = 1_000) -> Executor:
+    executor: Executor = _module(project.driver).make_executor(project, batch_size)
+    return executor
