@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import DateTime
 
 from failboard.exceptions import ConfigError, FailboardError, StoreError, StoreUnreachable
@@ -131,6 +132,12 @@ class utcnow(FunctionElement[Any]):  # noqa: N801 - reads like the SQL function 
 
     type = DateTime()
     inherit_cache = True
+    # The offset is rendered into the SQL text, so it must be part of the statement cache key:
+    # without this, utcnow(-3600) would reuse the compiled SQL of utcnow(0).
+    _traverse_internals = [  # noqa: RUF012 - the shape SQLAlchemy reads
+        *FunctionElement._traverse_internals,
+        ("offset_seconds", InternalTraversal.dp_plain_obj),
+    ]
 
     def __init__(self, offset_seconds: int = 0) -> None:
         self.offset_seconds = int(offset_seconds)
