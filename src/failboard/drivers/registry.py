@@ -13,18 +13,27 @@ from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from failboard.config import ProjectSettings
-    from failboard.drivers.base import Executor, Reader
+    from failboard.drivers.base import Capabilities, Executor, Reader
 
-__all__ = ["DRIVERS", "DriverModule", "make_executor", "make_reader", "options_model"]
+__all__ = [
+    "DRIVERS",
+    "DriverModule",
+    "capabilities",
+    "make_executor",
+    "make_reader",
+    "options_model",
+]
 
 DRIVERS: dict[str, str] = {
     "laravel": "failboard.drivers.laravel",
 }
-"""Driver name → module. A module provides ``Options``, ``make_reader`` and ``make_executor``."""
+"""Driver name → module. A module provides ``Options``, ``CAPABILITIES``, ``make_reader`` and
+``make_executor``."""
 
 
 class DriverModule(Protocol):
     Options: type[BaseModel]
+    CAPABILITIES: Capabilities
 
     def make_reader(self, project: ProjectSettings, timeout: float) -> Reader: ...
 
@@ -53,3 +62,9 @@ def make_reader(project: ProjectSettings, timeout: float = 2.0) -> Reader:
 def make_executor(project: ProjectSettings, batch_size: int = 1_000) -> Executor:
     executor: Executor = _module(project.driver).make_executor(project, batch_size)
     return executor
+
+
+def capabilities(driver: str) -> Capabilities:
+    """What the driver can filter on and do, known without opening any store."""
+    caps: Capabilities = _module(driver).CAPABILITIES
+    return caps

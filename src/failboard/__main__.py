@@ -1,0 +1,3 @@
+from failboard.cli import main
+
+main()

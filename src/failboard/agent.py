@@ -1,0 +1,264 @@
+"""The agent: claims its project's actions from the spool and runs them on the project's Executor.
+
+Loop: claim up to N (the spool reaps expired leases first) → run each action, heartbeating while
+it works and reporting progress after every batch → complete / fail, fenced by the claim token →
+sleep. On SIGTERM/SIGINT it stops claiming, lets the action in hand finish its batches for up to
+``grace_seconds``, then hands what is left back to the spool and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from failboard.drivers.base import Executor
+from failboard.exceptions import (
+    ActionConflict,
+    FailboardError,
+    InvalidRequest,
+    LeaseLost,
+    NotFound,
+    SpoolError,
+    Unsupported,
+)
+from failboard.models import Action, ActionKind, ActionResult, to_utc
+from failboard.spool import Spool
+
+__all__ = ["Agent", "AgentStopped", "agent_name"]
+
+log = logging.getLogger("failboard.agent")
+
+# How often progress is written to the spool at most; every write also extends the lease.
+PROGRESS_INTERVAL = 0.5
+
+
+class AgentStopped(FailboardError):
+    """The agent was asked to stop and its grace time ran out before the action finished."""
+
+
+def agent_name() -> str:
+    """``host:pid``, the name an agent claims under (shown as ``claimed_by``)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Agent:
+    """Runs one project's actions. Build the executor lazily: an agent that finds nothing to do
+    never opens a connection to the project's store."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        project: str,
+        executor_factory: Callable[[], Executor],
+        *,
+        name: str | None = None,
+        limit: int = 10,
+        grace_seconds: float = 30.0,
+        lease_seconds: float | None = None,
+    ) -> None:
+        self.spool = spool
+        self.project = project
+        self.name = name or agent_name()
+        self.limit = limit
+        self.grace_seconds = grace_seconds
+        self.lease_seconds = lease_seconds or spool.lease_seconds
+        self.stop_event = threading.Event()
+        self.wake_event = threading.Event()
+        self._factory = executor_factory
+        self._executor: Executor | None = None
+        self._stop_deadline: float | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the agent to stop: no new claims; the action in hand gets ``grace_seconds``."""
+        if not self.stop_event.is_set():
+            self._stop_deadline = time.monotonic() + self.grace_seconds
+            self.stop_event.set()
+            self.wake_event.set()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
+
+    def run(self, interval: float = 5.0) -> None:
+        """Loop until :meth:`stop`. Spool outages are logged and retried, never fatal."""
+        while not self.stop_event.is_set():
+            try:
+                handled = self.run_once()
+            except SpoolError as exc:
+                log.warning("spool unavailable, retrying in %.0f s: %s", interval, exc)
+                handled = 0
+            if handled >= self.limit:
+                continue  # more may be waiting: no sleep
+            self.wake_event.wait(interval)
+            self.wake_event.clear()
+
+    def run_once(self) -> int:
+        """Claim up to ``limit`` actions and run them; how many were handled."""
+        self.spool.record_agent(self.project, self.name)
+        actions = self.spool.claim(self.project, self.name, self.limit)
+        for index, action in enumerate(actions):
+            if self.stop_event.is_set() and self._grace_over():
+                # Not started: hand it straight back instead of letting its lease run out.
+                for left in actions[index:]:
+                    self._finish(left, error="agent stopped before starting it", retryable=True)
+                break
+            self.run_action(action)
+        return len(actions)
+
+    # -- one action --------------------------------------------------------------------------
+
+    def run_action(self, action: Action) -> None:
+        token = action.claim_token
+        if token is None:
+            raise SpoolError(f"action {action.id} was not claimed (no claim token)")
+        log.info("action %s: %s on %s (attempt %s)", action.id, action.action, self.project,
+                 action.attempts)
+        try:
+            # Claimed a while ago (a long action before it in the batch)? Make sure it is still
+            # ours before touching any job.
+            self.spool.heartbeat(action.id, token)
+        except LeaseLost:
+            log.warning("action %s: lease lost before it started; skipping", action.id)
+            return
+        heartbeat = _Heartbeat(self.spool, action.id, token, self.lease_seconds / 3)
+        heartbeat.start()
+        try:
+            result = self._execute(action, self._progress(action.id, token, heartbeat))
+        except LeaseLost:
+            log.warning("action %s: lease lost; another agent owns it now", action.id)
+            return
+        except AgentStopped as exc:
+            self._finish(action, error=str(exc), retryable=True)
+            return
+        except (InvalidRequest, Unsupported, NotFound) as exc:
+            self._finish(action, error=exc.message, retryable=False)
+            return
+        except Exception as exc:  # noqa: BLE001 - any executor crash is recorded on the action
+            log.exception("action %s failed", action.id)
+            self._finish(action, error=f"{type(exc).__name__}: {exc}", retryable=True)
+            return
+        finally:
+            heartbeat.stop()
+        if heartbeat.lost:
+            log.warning("action %s: lease lost during the last batch", action.id)
+            return
+        self._finish(action, result=result)
+
+    def _execute(self, action: Action, progress: Callable[[int, int | None], None]) -> ActionResult:
+        if self._executor is None:
+            self._executor = self._factory()
+        executor = self._executor
+        if action.action not in executor.capabilities.actions:
+            raise Unsupported(f"the {self.project} driver cannot {action.action}")
+        params: dict[str, Any] = action.params
+        match action.action:
+            case ActionKind.RETRY:
+                return executor.retry(list(params["job_ids"]), progress)
+            case ActionKind.DELETE:
+                return executor.delete(list(params["job_ids"]), progress)
+            case ActionKind.RETRY_QUEUE:
+                before = to_utc(datetime.fromisoformat(params["failed_before"]))
+                return executor.retry_queue(params.get("queue"), before, progress)
+            case ActionKind.PRUNE:
+                hours = float(params["hours"])
+                older_than = self.spool.now() - timedelta(hours=hours)
+                return executor.prune(older_than, progress)
+        raise InvalidRequest(f"unknown action {action.action!r}")
+
+    def _progress(
+        self, action_id: int, token: str, heartbeat: _Heartbeat
+    ) -> Callable[[int, int | None], None]:
+        last = 0.0
+
+        def report(done: int, total: int | None) -> None:
+            nonlocal last
+            if heartbeat.lost:
+                raise LeaseLost()
+            if self.stop_event.is_set() and self._grace_over():
+                raise AgentStopped(
+                    f"agent stopped after {done} of {total if total is not None else '?'} jobs; "
+                    "the rest is taken up again"
+                )
+            now = time.monotonic()
+            if now - last >= PROGRESS_INTERVAL or (total is not None and done >= total):
+                last = now
+                self.spool.progress(action_id, token, done, total)
+
+        return report
+
+    def _grace_over(self) -> bool:
+        return self._stop_deadline is not None and time.monotonic() >= self._stop_deadline
+
+    def _finish(
+        self,
+        action: Action,
+        *,
+        result: ActionResult | None = None,
+        error: str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        """Record the outcome, retrying through a short spool outage (the work is done; losing
+        its outcome would make the action run again after the lease)."""
+        token = action.claim_token or ""
+        delay = 0.5
+        deadline = time.monotonic() + max(5.0, self.lease_seconds)
+        while True:
+            try:
+                if result is not None:
+                    done = self.spool.complete(action.id, token, result)
+                else:
+                    done = self.spool.fail(action.id, token, error or "failed", retryable=retryable)
+                log.info("action %s: %s", action.id, done.status)
+                return
+            except (LeaseLost, ActionConflict):
+                log.warning("action %s: lease lost before the outcome was written", action.id)
+                return
+            except SpoolError as exc:
+                if time.monotonic() >= deadline:
+                    log.error("action %s: outcome not written: %s", action.id, exc)
+                    return
+                log.warning("action %s: spool unavailable (%s); retrying", action.id, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+class _Heartbeat:
+    """Extends the lease from a side thread, so a long batch never lets it run out."""
+
+    def __init__(self, spool: Spool, action_id: int, token: str, every: float) -> None:
+        self.spool = spool
+        self.action_id = action_id
+        self.token = token
+        self.every = max(0.2, every)
+        self.lost = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"failboard-heartbeat-{action_id}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._done.wait(self.every):
+            try:
+                self.spool.heartbeat(self.action_id, self.token)
+            except LeaseLost:
+                self.lost = True
+                return
+            except SpoolError as exc:
+                # A short outage: the lease still has time; try again next beat.
+                log.warning("action %s: heartbeat failed: %s", self.action_id, exc)

@@ -1,0 +1,112 @@
+"""``failboard jobs list`` and ``failboard jobs show``."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from failboard.cli.common import (
+    ConfigOption,
+    JsonOption,
+    console,
+    err_console,
+    handle_errors,
+    open_board,
+    print_json,
+)
+from failboard.models import JobQuery, to_utc
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Read failed jobs across projects.", no_args_is_help=True)
+
+
+def _when(value: datetime | None) -> str:
+    return to_utc(value).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+@app.command("list")
+@handle_errors
+def list_jobs(
+    project: Annotated[list[str] | None, typer.Option("--project", "-p", help="Repeatable.")] = None,
+    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
+    connection: Annotated[str | None, typer.Option(help="Only this connection.")] = None,
+    name: Annotated[str | None, typer.Option(help="Only this job name.")] = None,
+    exception: Annotated[str | None, typer.Option(help="Exception text contains.")] = None,
+    search: Annotated[str | None, typer.Option("--search", "-s", help="Free text.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    cursor: Annotated[str | None, typer.Option(help="Resume after a previous page.")] = None,
+    oldest: Annotated[bool, typer.Option("--oldest", help="Oldest first.")] = False,
+    json_out: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Failed jobs, newest first, across projects."""
+    query = JobQuery(
+        projects=tuple(project or ()),
+        queue=queue,
+        connection=connection,
+        name=name,
+        exception=exception,
+        q=search,
+        limit=limit,
+        order="oldest" if oldest else "newest",
+    )
+    with open_board(config) as board:
+        page = board.list_jobs(query, cursor)
+    if json_out:
+        print_json(list(page.items))
+        for error in page.errors:
+            err_console.print(f"warning: project {error.project}: {error.error}")
+        return
+    table = Table(show_lines=False, header_style="bold")
+    for column in ("Project", "ID", "Queue", "Job", "Exception", "Failed at"):
+        table.add_column(column, overflow="fold" if column == "ID" else "ellipsis")
+    for job in page.items:
+        exc = Text(job.exception_class or "", style="bold red")
+        if job.exception_message:
+            exc.append(": " + job.exception_message[:80])
+        table.add_row(job.project, job.id, job.queue or "", job.name or "", exc, _when(job.failed_at))
+    console.print(table)
+    for error in page.errors:
+        err_console.print(f"[yellow]project {error.project} unreachable:[/] {error.error}")
+    if page.next_cursor:
+        console.print(f"more: --cursor {page.next_cursor}", style="dim")
+
+
+@app.command("show")
+@handle_errors
+def show(
+    project: Annotated[str, typer.Argument(help="Project key.")],
+    job_id: Annotated[str, typer.Argument(help="The job's id (uuid for Laravel).")],
+    json_out: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """One failed job in full: fields, exception with traceback, payload."""
+    with open_board(config) as board:
+        job = board.get_job(project, job_id)
+    if json_out:
+        print_json(job)
+        return
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in (
+        ("project", job.project), ("id", job.id), ("uuid", job.uuid),
+        ("connection", job.connection), ("queue", job.queue), ("job", job.name),
+        ("attempts", job.attempts), ("max tries", job.max_tries),
+        ("failed at", _when(job.failed_at)), ("exception", job.exception_class),
+        ("message", job.exception_message), ("fingerprint", job.fingerprint),
+    ):
+        table.add_row(label, Text("" if value is None else str(value)))
+    console.print(table)
+    console.rule("exception")
+    console.print(Text(job.exception or ""))
+    console.rule("payload")
+    payload = job.payload
+    text = payload if isinstance(payload, str) else json.dumps(payload, indent=2, ensure_ascii=False)
+    console.print(Text(text or ""))

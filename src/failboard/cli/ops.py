@@ -1,0 +1,187 @@
+"""Commands that run things: ``serve``, ``agent``, ``process-spool``, ``migrate``, ``check``,
+``new-token``."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import secrets
+import signal
+import sys
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from failboard.agent import Agent
+from failboard.cli.common import ConfigOption, console, err_console, handle_errors, settings_from
+from failboard.config import Settings
+from failboard.drivers import registry
+from failboard.exceptions import ConfigError, FailboardError
+from failboard.models import JobQuery
+from failboard.spool import Spool
+
+__all__ = ["register", "run_server"]
+
+
+def _logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run_server(settings: Settings, host: str, port: int, *, unsafe_no_auth: bool = False) -> None:
+    """Serve the dashboard (and the inline agents) until interrupted."""
+    import uvicorn
+
+    from failboard.web import create_app
+
+    if not _is_loopback(host) and not unsafe_no_auth:
+        # Fail closed: there is no sign-in yet, so nothing but this machine may connect.
+        raise ConfigError(
+            f"refusing to listen on {host}: failboard has no sign-in yet and serves loopback "
+            "only; put it behind an authenticating reverse proxy on this host, or pass "
+            "--unsafe-no-auth if you really mean it"
+        )
+    app = create_app(settings)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address (default [server] host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default [server] port).")] = None,
+    unsafe_no_auth: Annotated[
+        bool, typer.Option("--unsafe-no-auth", help="Allow a non-loopback address without auth.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """The central dashboard and API."""
+    settings = settings_from(config)
+    _logging()
+    Spool.from_settings(settings.spool).ensure_ready()
+    run_server(settings, host or settings.server.host, port if port is not None else
+               settings.server.port, unsafe_no_auth=unsafe_no_auth)
+
+
+def _agent(settings: Settings, project_key: str, limit: int | None) -> Agent:
+    project = settings.project(project_key)
+    spool = Spool.from_settings(settings.spool)
+    spool.ensure_ready()
+    return Agent(
+        spool,
+        project.key,
+        lambda: registry.make_executor(project, settings.agent.batch_size),
+        limit=limit or settings.agent.limit,
+        grace_seconds=settings.agent.grace_seconds,
+    )
+
+
+def agent(
+    project: Annotated[str, typer.Option("--project", "-p", help="The project this agent serves.")],
+    limit: Annotated[int | None, typer.Option(min=1, help="Actions claimed at a time.")] = None,
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
+    interval: Annotated[float | None, typer.Option(min=0.1, help="Seconds between polls.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Claim and run this project's actions. Loops until SIGTERM/SIGINT unless --once."""
+    settings = settings_from(config)
+    _logging()
+    worker = _agent(settings, project, limit)
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger("failboard.agent").info(
+            "%s: finishing the action in hand, then stopping", signal.Signals(signum).name
+        )
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        if once:
+            handled = worker.run_once()
+            err_console.print(f"{handled} action(s) handled")
+        else:
+            worker.run(interval or settings.agent.interval_seconds)
+    finally:
+        worker.close()
+        worker.spool.close()
+
+
+def process_spool(
+    project: Annotated[str, typer.Option("--project", "-p", help="The project to process.")],
+    limit: Annotated[int | None, typer.Option(min=1, help="Actions claimed at a time.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Same as `agent --once` (cron-friendly; the seed's name)."""
+    agent(project=project, limit=limit, once=True, interval=None, config=config)
+
+
+def migrate(config: ConfigOption = None) -> None:
+    """Create or upgrade the spool schema (idempotent)."""
+    settings = settings_from(config)
+    spool = Spool.from_settings(settings.spool)
+    try:
+        spool.migrate()
+        console.print(f"spool schema at revision {spool.current_revision()}")
+    finally:
+        spool.close()
+
+
+def check(config: ConfigOption = None) -> None:
+    """Validate the config and reach every store and the spool; exit 1 if any fails."""
+    settings = settings_from(config)
+    console.print(f"[green]ok[/]   config {settings.source}")
+    failures = 0
+    spool = Spool.from_settings(settings.spool)
+    try:
+        spool.ensure_ready()
+        console.print(f"[green]ok[/]   spool (revision {spool.current_revision()})")
+    except FailboardError as exc:
+        failures += 1
+        console.print(f"[red]FAIL[/] spool: {exc.message}", soft_wrap=True)
+    finally:
+        spool.close()
+    for project in settings.projects:
+        try:
+            reader = registry.make_reader(project, settings.server.store_timeout_seconds)
+            try:
+                reader.ping()
+                count = reader.count(JobQuery(), 10_000)
+            finally:
+                reader.close()
+            console.print(f"[green]ok[/]   {project.key} ({project.driver}): {count} failed jobs")
+        except FailboardError as exc:
+            failures += 1
+            console.print(f"[red]FAIL[/] {project.key} ({project.driver}): {exc.message}",
+                          soft_wrap=True)
+    if failures:
+        raise typer.Exit(1)
+
+
+def new_token() -> None:
+    """Print a new random token and its sha256 for [[tokens]]."""
+    token = secrets.token_urlsafe(32)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    console.print(f"token:  {token}\nsha256: {digest}", markup=False, highlight=False)
+    err_console.print("keep the token secret; put only the sha256 in failboard.toml", style="dim")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(handle_errors(serve))
+    app.command()(handle_errors(agent))
+    app.command("process-spool")(handle_errors(process_spool))
+    app.command()(handle_errors(migrate))
+    app.command()(handle_errors(check))
+    app.command("new-token")(handle_errors(new_token))

@@ -1,0 +1,171 @@
+"""The JSON API of CONTRACT §5, under ``/api/v1``. Thin: every route calls one Board method."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from failboard.board import Board
+from failboard.exceptions import InvalidRequest
+from failboard.models import (
+    MAX_JOB_IDS,
+    Action,
+    ActionKind,
+    ActionStatus,
+    FailedJob,
+    FailedJobDetail,
+    JobQuery,
+    Order,
+    ProjectError,
+)
+from failboard.web.metrics import render_metrics
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+def board_of(request: Request) -> Board:
+    board: Board = request.app.state.board
+    return board
+
+
+def requester(request: Request) -> str:
+    # Until sign-in exists (a later issue) the requester is whoever the client says, marked so.
+    claimed = request.headers.get("x-failboard-user", "").strip()[:64]
+    return f"api:{claimed}" if claimed else "api"
+
+
+class JobsPage(BaseModel):
+    items: list[FailedJob]
+    next_cursor: str | None
+    errors: list[ProjectError]
+
+
+class ActionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    project: str
+    action: ActionKind
+    job_ids: list[str] | None = Field(default=None, max_length=MAX_JOB_IDS)
+    queue: str | None = None
+    failed_before: datetime | None = None
+    hours: float | None = None
+    idempotency_key: str | None = Field(default=None, max_length=128)
+
+    def params(self) -> dict[str, Any]:
+        match self.action:
+            case ActionKind.RETRY | ActionKind.DELETE:
+                return {"job_ids": self.job_ids or []}
+            case ActionKind.RETRY_QUEUE:
+                params: dict[str, Any] = {"queue": self.queue}
+                if self.failed_before is not None:
+                    params["failed_before"] = self.failed_before
+                return params
+            case ActionKind.PRUNE:
+                if self.hours is None:
+                    raise InvalidRequest("hours: required for prune (a number > 0)")
+                return {"hours": self.hours}
+        raise InvalidRequest(f"action: unknown action {self.action!r}")
+
+
+@router.get("/healthz", tags=["ops"])
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+def metrics(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(
+        render_metrics(board_of(request)), media_type="text/plain; version=0.0.4"
+    )
+
+
+@router.get("/api/v1/projects", tags=["projects"])
+def list_projects(request: Request) -> list[dict[str, Any]]:
+    return [status.to_json() for status in board_of(request).projects_status()]
+
+
+@router.get("/api/v1/jobs", tags=["jobs"], response_model=JobsPage)
+def list_jobs(
+    request: Request,
+    project: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
+    queue: str | None = None,
+    connection: str | None = None,
+    name: str | None = None,
+    exception: str | None = None,
+    q: str | None = None,
+    failed_after: datetime | None = None,
+    failed_before: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+    order: Order = "newest",
+) -> JobsPage:
+    query = JobQuery(
+        projects=tuple(project),
+        queue=queue or None,
+        connection=connection or None,
+        name=name or None,
+        exception=exception or None,
+        q=q or None,
+        failed_after=failed_after,
+        failed_before=failed_before,
+        limit=limit,
+        order=order,
+    )
+    page = board_of(request).list_jobs(query, cursor or None)
+    return JobsPage(items=list(page.items), next_cursor=page.next_cursor, errors=list(page.errors))
+
+
+@router.get(
+    "/api/v1/jobs/{project}/{job_id:path}", tags=["jobs"], response_model=FailedJobDetail
+)
+def get_job(request: Request, project: str, job_id: str) -> FailedJobDetail:
+    return board_of(request).get_job(project, job_id)
+
+
+@router.get("/api/v1/groups", tags=["jobs"])
+def list_groups(
+    request: Request,
+    project: Annotated[list[str], Query()] = [],  # noqa: B006
+    since: datetime | None = None,
+) -> list[dict[str, Any]]:
+    groups, _errors = board_of(request).groups(tuple(project), since)
+    return [group.to_json() for group in groups]
+
+
+@router.post("/api/v1/actions", tags=["actions"], status_code=202, response_model=Action)
+def create_action(request: Request, body: ActionRequest, response: Response) -> Action:
+    action = board_of(request).submit(
+        body.project,
+        body.action,
+        body.params(),
+        requested_by=requester(request),
+        idempotency_key=body.idempotency_key,
+    )
+    response.headers["Location"] = f"/api/v1/actions/{action.id}"
+    return action
+
+
+@router.get("/api/v1/actions", tags=["actions"], response_model=list[Action])
+def list_actions(
+    request: Request,
+    project: Annotated[list[str], Query()] = [],  # noqa: B006
+    status: ActionStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[Action]:
+    return board_of(request).actions(project=project or None, status=status, limit=limit)
+
+
+@router.get("/api/v1/actions/{action_id}", tags=["actions"], response_model=Action)
+def get_action(request: Request, action_id: int) -> Action:
+    return board_of(request).action(action_id)
+
+
+@router.post("/api/v1/actions/{action_id}/cancel", tags=["actions"], response_model=Action)
+def cancel_action(request: Request, action_id: int) -> Action:
+    return board_of(request).cancel(action_id, by=requester(request))

@@ -1,0 +1,78 @@
+"""``create_app(settings)``: the FastAPI application, with inline agents in its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from failboard.board import Board
+from failboard.config import Settings
+from failboard.exceptions import (
+    ActionConflict,
+    FailboardError,
+    InvalidRequest,
+    NotFound,
+    SpoolError,
+    StoreError,
+    Unsupported,
+)
+from failboard.inline import InlineAgents
+from failboard.web import api, pages
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("failboard.web")
+
+_STATUS: list[tuple[type[FailboardError], int]] = [
+    (NotFound, 404),
+    (InvalidRequest, 422),
+    (Unsupported, 422),
+    (ActionConflict, 409),
+    (StoreError, 503),
+    (SpoolError, 503),
+]
+
+
+def create_app(settings: Settings, *, board: Board | None = None, inline: bool = True) -> FastAPI:
+    """The dashboard and API over ``settings``. ``inline`` starts the agents of the projects
+    marked ``agent = "inline"`` in this process (they still go through the spool)."""
+    owned = board is None
+    the_board = board or Board(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        agents = InlineAgents(the_board) if inline else None
+        if agents is not None:
+            agents.start()
+        try:
+            yield
+        finally:
+            if agents is not None:
+                agents.stop()
+            if owned:
+                the_board.close()
+
+    app = FastAPI(
+        title="failboard",
+        version="0.1.0",
+        summary="One dashboard, API and CLI for the failed jobs of all your projects.",
+        lifespan=lifespan,
+    )
+    app.state.board = the_board
+
+    @app.exception_handler(FailboardError)
+    async def _failboard_error(request: Request, exc: FailboardError) -> JSONResponse:
+        for kind, status in _STATUS:
+            if isinstance(exc, kind):
+                break
+        else:
+            status = 500
+        return JSONResponse({"detail": exc.message}, status_code=status)
+
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    return app

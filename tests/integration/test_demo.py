@@ -1,0 +1,51 @@
+"""The embedded demo, as a new user meets it: seeded projects, inline agents, a retry."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from failboard.config import load_settings
+from failboard.db import create_engine
+from failboard.demo import FAILURES_PER_PROJECT, seed_demo
+from failboard.web import create_app
+
+
+def test_the_demo_shows_three_projects_and_retries_inline(tmp_path: Path) -> None:
+    config = seed_demo(tmp_path / "demo")
+    settings = load_settings(config)
+    with TestClient(create_app(settings)) as client:
+        projects = client.get("/api/v1/projects").json()
+        assert {p["key"]: p["failed_count"] for p in projects} == FAILURES_PER_PROJECT
+        page = client.get("/api/v1/jobs", params={"limit": 500}).json()
+        assert {j["project"] for j in page["items"]} == {"shop", "billing", "search"}
+        classes = {j["exception_class"] for j in page["items"]}
+        assert {"ConnectionRefusedError", "KeyError", "UnicodeDecodeError"} <= classes
+        target = next(j for j in page["items"] if j["project"] == "shop")
+
+        action = client.post(
+            "/api/v1/actions", json={"project": "shop", "action": "retry", "job_ids": [target["id"]]}
+        ).json()
+        deadline = time.monotonic() + 15
+        while action["status"] not in ("completed", "failed") and time.monotonic() < deadline:
+            time.sleep(0.1)
+            action = client.get(f"/api/v1/actions/{action['id']}").json()
+        assert action["status"] == "completed", action
+        assert action["claimed_by"] == "inline:shop"
+
+    engine = create_engine(settings.project("shop").url)
+    with engine.connect() as connection:
+        queues = connection.execute(sa.text("SELECT queue FROM jobs")).scalars().all()
+    engine.dispose()
+    assert queues == [target["queue"]]
+
+    # A second run reuses the seeded data instead of adding to it.
+    seed_demo(tmp_path / "demo")
+    engine = create_engine(settings.project("shop").url)
+    with engine.connect() as connection:
+        left = connection.execute(sa.text("SELECT count(*) FROM failed_jobs")).scalar_one()
+    engine.dispose()
+    assert left == FAILURES_PER_PROJECT["shop"] - 1
