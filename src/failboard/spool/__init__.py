@@ -1,0 +1,12 @@
+"""The spool: a table of actions waiting for agents, in a shared SQL database.
+
+The dashboard writes actions (``submit``); the agent inside each project claims its own
+(``claim``: atomic, leased, fenced by a per-action claim token), runs them locally and records
+the outcome (``complete`` / ``fail``). Expired leases are taken back (``reap``). Every
+transition is an append-only audit event. See ``Spool`` for the whole API.
+"""
+
+from failboard.spool.records import Event, EventKind
+from failboard.spool.store import Spool
+
+__all__ = ["Event", "EventKind", "Spool"]

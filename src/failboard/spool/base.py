@@ -1,0 +1,164 @@
+"""The ground every spool operation stands on: engine, tables, transactions and the schema."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Self, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine, RowMapping, event
+
+from failboard.config import SpoolSettings
+from failboard.db import create_engine, immediate, redact_url, utcnow
+from failboard.exceptions import ConfigError, NotFound, SpoolError
+from failboard.models import Action, to_utc
+from failboard.spool import migrate
+from failboard.spool.errors import retrying, spool_errors
+from failboard.spool.records import to_action
+from failboard.spool.schema import PREFIX, tables
+
+__all__ = ["SpoolBase"]
+
+T = TypeVar("T")
+
+_DIALECTS = ("sqlite", "postgresql", "mysql", "mariadb")
+
+
+class SpoolBase:
+    """What every spool operation stands on: the engine, the tables, transactions, the schema."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        lease_seconds: int = 60,
+        max_attempts: int = 3,
+        retry_delay_seconds: int = 10,
+        table_prefix: str = "failboard_",
+        timeout: float | None = 10.0,
+    ) -> None:
+        # The config enforces production bounds (a lease of at least 5 s); tests may go lower.
+        if lease_seconds < 1:
+            raise ConfigError("spool: lease_seconds must be at least 1")
+        if max_attempts < 1:
+            raise ConfigError("spool: max_attempts must be at least 1")
+        if retry_delay_seconds < 0:
+            raise ConfigError("spool: retry_delay_seconds must not be negative")
+        if not PREFIX.match(table_prefix):
+            raise ConfigError(f"spool: table_prefix {table_prefix!r} must match {PREFIX.pattern}")
+        self.url = url
+        self.lease_seconds = int(lease_seconds)
+        self.max_attempts = int(max_attempts)
+        self.retry_delay_seconds = int(retry_delay_seconds)
+        self.table_prefix = table_prefix
+        self.tables = tables(table_prefix)
+        self.engine: Engine = create_engine(url, timeout=timeout, what="spool")
+        if self.engine.dialect.name not in _DIALECTS:
+            self.engine.dispose()
+            raise ConfigError(
+                f"spool: {redact_url(url)}: the spool runs on PostgreSQL, MySQL/MariaDB or SQLite"
+            )
+        if self.engine.dialect.name in ("mysql", "mariadb"):
+            _read_committed(self.engine)
+
+    @classmethod
+    def from_settings(cls, settings: SpoolSettings) -> Self:
+        """The spool that ``[spool]`` of failboard.toml describes."""
+        return cls(
+            settings.url,
+            lease_seconds=settings.lease_seconds,
+            max_attempts=settings.max_attempts,
+            retry_delay_seconds=settings.retry_delay_seconds,
+            table_prefix=settings.table_prefix,
+        )
+
+    def __repr__(self) -> str:
+        return f"Spool({redact_url(self.url)!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.engine.dispose()
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _errors(self) -> AbstractContextManager[None]:
+        return spool_errors(self.url)
+
+    def _write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one write transaction (``BEGIN IMMEDIATE`` on SQLite), again on a
+        deadlock. The caller translates errors."""
+
+        def attempt() -> T:
+            with immediate(self.engine) as connection:
+                return work(connection)
+
+        return retrying(attempt)
+
+    def _read(self, work: Callable[[Connection], T]) -> T:
+        with self.engine.connect() as connection:
+            return work(connection)
+
+    def _row(self, connection: Connection, action_id: int) -> RowMapping | None:
+        a = self.tables.actions
+        return connection.execute(sa.select(a).where(a.c.id == action_id)).mappings().first()
+
+    def _action(self, connection: Connection, action_id: int) -> Action:
+        row = self._row(connection, action_id)
+        if row is None:
+            raise NotFound(f"action {action_id} not found")
+        return to_action(row)
+
+    # -- schema ---------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create or upgrade the spool's tables (Alembic ``upgrade head``); idempotent, and safe
+        when several processes run it at once."""
+        with self._errors():
+            migrate.upgrade(self.engine, self.table_prefix)
+
+    def current_revision(self) -> str | None:
+        """The schema revision of the database; None before the first ``migrate``."""
+        with self._errors():
+            return migrate.current_revision(self.engine, self.table_prefix)
+
+    def ensure_ready(self) -> None:
+        """Raise SpoolError unless the schema is at the revision this code expects."""
+        current = self.current_revision()
+        head = migrate.head_revision(self.table_prefix)
+        if current == head:
+            return
+        where = f"(spool: {redact_url(self.url)})"
+        if current is None:
+            raise SpoolError(f"spool schema is missing: run `failboard migrate` {where}")
+        if not migrate.is_known(current, self.table_prefix):
+            raise SpoolError(
+                f"spool schema is at revision {current}, which this failboard does not know "
+                f"(did a newer version migrate it?): upgrade failboard {where}"
+            )
+        raise SpoolError(
+            f"spool schema is outdated (revision {current}, expected {head}): "
+            f"run `failboard migrate` {where}"
+        )
+
+    def now(self) -> datetime:
+        """The database's clock, as an aware UTC datetime."""
+        with self._errors():
+            return to_utc(self._read(lambda c: c.execute(sa.select(utcnow())).scalar_one()))
+
+
+def _read_committed(engine: Engine) -> None:
+    # InnoDB's default REPEATABLE READ takes gap locks in SELECT ... FOR UPDATE, which makes
+    # concurrent claimers and submitters deadlock; READ COMMITTED locks only the rows it returns.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        cursor.close()

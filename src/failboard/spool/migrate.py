@@ -1,0 +1,103 @@
+"""The spool's schema under Alembic, driven from code (no ``alembic.ini`` on disk).
+
+``upgrade`` is safe to run from two processes at once: it first takes a lock that serialises
+migrations of the same table prefix (an advisory lock on PostgreSQL, a named lock on MySQL,
+the database write lock on SQLite), so the second process finds the schema already at head.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, text
+
+from failboard.db import immediate
+from failboard.exceptions import SpoolError
+
+__all__ = [
+    "MIGRATIONS",
+    "alembic_config",
+    "current_revision",
+    "head_revision",
+    "is_known",
+    "upgrade",
+]
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+# MySQL's GET_LOCK waits at most this long for another process's migration to finish.
+LOCK_TIMEOUT_SECONDS = 120
+
+
+def alembic_config(table_prefix: str) -> Config:
+    """An Alembic config for the spool's migrations with tables named by ``table_prefix``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["table_prefix"] = table_prefix
+    return config
+
+
+def head_revision(table_prefix: str = "failboard_") -> str | None:
+    """The newest revision this code knows."""
+    return ScriptDirectory.from_config(alembic_config(table_prefix)).get_current_head()
+
+
+def is_known(revision: str, table_prefix: str = "failboard_") -> bool:
+    """Whether this code has a migration called ``revision`` (a newer failboard may not)."""
+    script = ScriptDirectory.from_config(alembic_config(table_prefix))
+    return any(known.revision == revision for known in script.walk_revisions())
+
+
+def current_revision(engine: Engine, table_prefix: str) -> str | None:
+    """The revision the database is at; None when the spool was never migrated."""
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"version_table": f"{table_prefix}alembic_version"}
+        )
+        return context.get_current_revision()
+
+
+def upgrade(engine: Engine, table_prefix: str) -> None:
+    """Bring the spool's schema to head; a no-op when it is there already."""
+    config = alembic_config(table_prefix)
+    name = engine.dialect.name
+    # immediate() is BEGIN IMMEDIATE on SQLite: the write lock is the migration lock there.
+    with immediate(engine) as connection:
+        if name == "postgresql":
+            # Held until this transaction ends; PostgreSQL's DDL is transactional, so the other
+            # process sees either no tables or all of them at head.
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _key(table_prefix)}
+            )
+        lock = _mysql_lock(connection, table_prefix) if name in ("mysql", "mariadb") else None
+        try:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        finally:
+            if lock is not None:
+                connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": lock})
+
+
+def _key(table_prefix: str) -> int:
+    digest = hashlib.sha256(f"failboard-migrate:{table_prefix}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _mysql_lock(connection: Connection, table_prefix: str) -> str:
+    """Take the named lock for this database and prefix; return its name."""
+    # GET_LOCK names are server-wide (at most 64 characters): the database is part of the key.
+    database = connection.execute(text("SELECT DATABASE()")).scalar()
+    name = f"failboard-migrate:{_key(f'{database}.{table_prefix}') & (2**64 - 1):016x}"
+    got = connection.execute(
+        text("SELECT GET_LOCK(:name, :timeout)"), {"name": name, "timeout": LOCK_TIMEOUT_SECONDS}
+    ).scalar()
+    if got != 1:
+        raise SpoolError(
+            f"spool: another process has been migrating the schema for {LOCK_TIMEOUT_SECONDS} s; "
+            "try again when it is done"
+        )
+    return name

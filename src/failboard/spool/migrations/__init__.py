@@ -1,0 +1,1 @@
+"""Alembic migrations of the spool (run through failboard.spool.migrate)."""

@@ -1,0 +1,120 @@
+"""Rows of the spool's tables as the package's vocabulary: :class:`Action` and :class:`Event`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Connection, RowMapping
+
+from failboard.db import utcnow
+from failboard.models import (
+    Action,
+    ActionKind,
+    ActionProgress,
+    ActionResult,
+    ActionStatus,
+    UtcDateTime,
+    to_utc,
+)
+
+__all__ = ["Event", "EventKind", "dumps", "to_action", "to_event", "write_events"]
+
+
+class EventKind:
+    """The kinds of audit event: one per transition of an action."""
+
+    SUBMITTED = "submitted"
+    CLAIMED = "claimed"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RETRY_SCHEDULED = "retry_scheduled"
+    REAPED = "reaped"
+    CANCELLED = "cancelled"
+
+
+class Event(BaseModel):
+    """One entry of an action's append-only audit trail."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: int
+    action_id: int
+    at: UtcDateTime
+    kind: str
+    actor: str | None = None
+    detail: dict[str, Any] = {}
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON as the spool stores it."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _utc(value: Any) -> Any:
+    return None if value is None else to_utc(value)
+
+
+def to_action(row: RowMapping, *, with_token: bool = False) -> Action:
+    """An Action from a row of the actions table.
+
+    The claim token is a capability: only the claimer gets it (``with_token``), never readers.
+    """
+    result = row["result"]
+    return Action(
+        id=row["id"],
+        project=row["project"],
+        action=ActionKind(row["action"]),
+        params=json.loads(row["params"]),
+        status=ActionStatus(row["status"]),
+        requested_by=row["requested_by"],
+        created_at=to_utc(row["created_at"]),
+        claimed_by=row["claimed_by"],
+        claimed_at=_utc(row["claimed_at"]),
+        finished_at=_utc(row["finished_at"]),
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        progress=ActionProgress(done=row["progress_done"], total=row["progress_total"]),
+        result=None if result is None else ActionResult.model_validate_json(result),
+        error=row["error"],
+        idempotency_key=row["idempotency_key"],
+        lease_until=_utc(row["lease_until"]),
+        claim_token=row["claim_token"] if with_token else None,
+    )
+
+
+def to_event(row: RowMapping) -> Event:
+    """An Event from a row of the events table."""
+    detail = json.loads(row["detail"]) if row["detail"] else {}
+    return Event(
+        id=row["id"],
+        action_id=row["action_id"],
+        at=to_utc(row["at"]),
+        kind=row["kind"],
+        actor=row["actor"],
+        detail=detail if isinstance(detail, dict) else {"value": detail},
+    )
+
+
+def write_events(
+    connection: Connection,
+    events: sa.Table,
+    kind: str,
+    actor: str | None,
+    details: Mapping[int, Mapping[str, Any]],
+) -> None:
+    """Append one event of ``kind`` per action (action id → detail), stamped by the DB clock.
+
+    Called inside the transaction of the transition it records, so that the trail and the
+    state never disagree.
+    """
+    if not details:
+        return
+    rows = [
+        {"action_id": action_id, "kind": kind, "actor": actor, "detail": dumps(dict(detail))}
+        for action_id, detail in details.items()
+    ]
+    connection.execute(events.insert().values(at=utcnow()), rows)

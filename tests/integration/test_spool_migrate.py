@@ -1,0 +1,106 @@
+"""The spool's schema on real databases: migrations, readiness, unreachable spools."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from failboard.exceptions import SpoolError
+from failboard.spool import Spool
+from failboard.spool.migrate import head_revision
+
+
+def test_migrate_is_idempotent(db_url: str) -> None:
+    with Spool(db_url) as spool:
+        assert spool.current_revision() is None
+        spool.migrate()
+        spool.migrate()
+        assert spool.current_revision() == head_revision()
+        spool.ensure_ready()
+        inspector = sa.inspect(spool.engine)
+        names = set(inspector.get_table_names())
+        assert {"failboard_actions", "failboard_events", "failboard_agents"} <= names
+        assert "failboard_alembic_version" in names
+
+
+def test_ensure_ready_says_what_to_run(db_url: str) -> None:
+    with Spool(db_url) as spool:
+        with pytest.raises(SpoolError, match=r"spool schema is missing: run `failboard migrate`"):
+            spool.ensure_ready()
+
+
+def test_ensure_ready_refuses_a_schema_from_a_newer_failboard(db_url: str) -> None:
+    with Spool(db_url) as spool:
+        spool.migrate()
+        with spool.engine.begin() as connection:
+            connection.execute(sa.text("UPDATE failboard_alembic_version SET version_num = 'f00d'"))
+        with pytest.raises(SpoolError, match="revision f00d, which this failboard does not know"):
+            spool.ensure_ready()
+
+
+def test_two_processes_migrating_at_once_both_succeed(db_url: str) -> None:
+    errors: list[BaseException] = []
+    start = threading.Barrier(3)
+
+    def run() -> None:
+        with Spool(db_url) as spool:
+            start.wait()
+            try:
+                spool.migrate()
+            except BaseException as exc:  # reported by the assertion below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    with Spool(db_url) as spool:
+        spool.ensure_ready()
+
+
+def test_table_prefixes_keep_spools_apart(db_url: str) -> None:
+    with Spool(db_url, table_prefix="one_") as one, Spool(db_url, table_prefix="two_") as two:
+        one.migrate()
+        assert two.current_revision() is None
+        two.migrate()
+        one.submit("shop", "prune", {"hours": 1})
+        assert [a.project for a in one.list()] == ["shop"]
+        assert two.list() == []
+
+
+def test_the_schema_module_matches_the_migrations(db_url: str) -> None:
+    with Spool(db_url) as spool:
+        spool.migrate()
+        with spool.engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection,
+                opts={"compare_type": True, "version_table": "failboard_alembic_version"},
+            )
+            diff = compare_metadata(context, spool.tables.metadata)
+    # The version table is Alembic's, not ours.
+    diff = [d for d in diff if "alembic_version" not in repr(d)]
+    assert diff == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://fb:s3cret@127.0.0.1:1/spool",
+        "mysql+pymysql://fb:s3cret@127.0.0.1:1/spool",
+    ],
+)
+def test_an_unreachable_spool_names_its_redacted_url(url: str) -> None:
+    with Spool(url, timeout=1) as spool:
+        with pytest.raises(SpoolError) as caught:
+            spool.submit("shop", "prune", {"hours": 1})
+    message = caught.value.message
+    assert "s3cret" not in message
+    assert "127.0.0.1:1" in message
+    assert "cannot connect" in message
+    assert caught.value.__cause__ is not None
