@@ -1,0 +1,303 @@
+"""Reads a Laravel ``failed_jobs`` table on PostgreSQL, MariaDB/MySQL or SQLite.
+
+Every filter runs in the database with portable SQL (no JSON functions: payloads are text, and
+may not even be JSON). Pages are keyset pages over ``(failed_at, id)``; a list row carries only
+the head of its payload and exception, never the whole of a payload that may weigh megabytes.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from failboard.db import create_engine
+from failboard.drivers.base import Count
+from failboard.drivers.laravel.options import CAPABILITIES, Options
+from failboard.drivers.laravel.payload import decode_payload, json_string, payload_summary
+from failboard.drivers.laravel.store import FailedJobsStore, FailedTable
+from failboard.exceptions import InvalidRequest
+from failboard.fingerprint import fingerprint, split_exception
+from failboard.models import FailedJob, FailedJobDetail, JobQuery, Seek
+
+__all__ = ["LaravelReader"]
+
+PAYLOAD_HEAD = 4_000
+"""Characters of a payload a list row reads: enough for every key before ``data.command``."""
+PAYLOAD_TAIL = 300
+"""Characters read from the end of a longer payload: Redis appends ``attempts`` there."""
+EXCEPTION_HEAD = 2_000
+"""Characters of an exception a list row reads: class, message and the top of the stack."""
+MAX_QUEUES = 1_000
+
+_EXTRA_KEYS = (
+    "displayName",
+    "maxTries",
+    "maxExceptions",
+    "failOnTimeout",
+    "backoff",
+    "timeout",
+    "retryUntil",
+    "createdAt",
+    "delay",
+    "deleteWhenMissingModels",
+    "attempts",
+    "type",
+    "tags",
+    "silenced",
+    "pushedAt",
+    "retry_of",
+    "job",
+)
+
+
+class LaravelReader:
+    """The Reader (see :class:`failboard.drivers.base.Reader`) of one Laravel application."""
+
+    capabilities = CAPABILITIES
+
+    def __init__(
+        self,
+        project: str,
+        url: str,
+        options: Options | None = None,
+        *,
+        timeout: float = 2.0,
+        engine: Engine | None = None,
+    ) -> None:
+        self.project = project
+        self.options = options or Options()
+        if engine is None:
+            engine = create_engine(
+                url, timeout=timeout, statement_timeout=timeout, what=f"project {project}"
+            )
+        self._store = FailedJobsStore(project, url, self.options, engine)
+
+    # -- Reader ----------------------------------------------------------------------------
+
+    def list(self, query: JobQuery) -> list[FailedJob]:
+        """Up to ``query.limit`` jobs in ``query.order``, resuming strictly past ``query.seek``.
+
+        ``failed_after`` and ``failed_before`` are inclusive bounds.
+        """
+        store = self._store
+        with store.errors(), store.engine.connect() as connection:
+            t = store.table(connection)
+            c = t.c
+            order = _order(t, query.order)
+            # Pick the page's ids first, then fetch their columns: the sort never drags payload
+            # heads (let alone payloads) of rows that do not make the page.
+            page = (
+                sa.select(c.id)
+                .where(*self._conditions(t, query))
+                .order_by(*order)
+                .limit(query.limit)
+                .subquery("page")
+            )
+            columns = [
+                c.id,
+                c.connection,
+                c.queue,
+                c.failed_at,
+                sa.func.substr(c.payload, 1, PAYLOAD_HEAD + 1).label("payload_head"),
+                sa.func.substr(c.exception, 1, EXCEPTION_HEAD).label("exception_head"),
+            ]
+            if t.has_uuid:
+                columns.insert(1, c.uuid)
+            rows = connection.execute(
+                sa.select(*columns).join_from(t.table, page, c.id == page.c.id).order_by(*order)
+            ).all()
+            cut = [row.id for row in rows if len(row.payload_head or "") > PAYLOAD_HEAD]
+            tails = self._tails(connection, t, cut) if cut else {}
+        return [self._list_item(t, row, tails.get(row.id)) for row in rows]
+
+    def get(self, job_id: str) -> FailedJobDetail | None:
+        """One job in full (``job_id`` is its uuid or its numeric id), or None when it is gone."""
+        store = self._store
+        with store.errors(), store.engine.connect() as connection:
+            t = store.table(connection)
+            row = connection.execute(
+                sa.select(t.table).where(t.key_filter([str(job_id)])).limit(1)
+            ).first()
+        if row is None:
+            return None
+        payload = decode_payload(row.payload)
+        parts = split_exception(row.exception)
+        extra = _extra(payload)
+        summary = payload_summary(row.payload, complete=True)
+        name = summary.get("displayName") or summary.get("commandName")
+        return FailedJobDetail(
+            project=self.project,
+            id=t.handle(row),
+            uuid=row.uuid if t.has_uuid else None,
+            connection=row.connection,
+            queue=row.queue,
+            name=name,
+            exception_class=parts.exception_class,
+            exception_message=parts.message,
+            failed_at=store.from_store(row.failed_at),
+            attempts=summary.get("attempts"),
+            fingerprint=fingerprint(parts.exception_class, parts.message, name),
+            sort_key=str(row.id),
+            payload=payload,
+            exception=row.exception,
+            max_tries=summary.get("maxTries"),
+            extra=extra,
+        )
+
+    def count(self, query: JobQuery, cap: int = 10_000) -> Count:
+        """How many jobs match ``query`` (its seek and limit ignored), counting to ``cap``."""
+        store = self._store
+        with store.errors(), store.engine.connect() as connection:
+            t = store.table(connection)
+            matching = (
+                sa.select(sa.literal(1).label("one"))
+                .select_from(t.table)
+                .where(*self._conditions(t, query.model_copy(update={"seek": None})))
+                .limit(cap + 1)
+                .subquery("matching")
+            )
+            value = connection.execute(sa.select(sa.func.count()).select_from(matching)).scalar()
+        total = int(value or 0)
+        return Count(value=min(total, cap), capped=total > cap)
+
+    def queues(self) -> builtins.list[str]:
+        """The queue names that have failed jobs, sorted."""
+        store = self._store
+        with store.errors(), store.engine.connect() as connection:
+            t = store.table(connection)
+            result = connection.execute(
+                sa.select(t.c.queue).distinct().order_by(t.c.queue).limit(MAX_QUEUES)
+            )
+            return [str(queue) for queue in result.scalars() if queue is not None]
+
+    def ping(self) -> None:
+        """Reach the database and check that the table is a Laravel ``failed_jobs`` table."""
+        store = self._store
+        with store.errors(), store.engine.connect() as connection:
+            t = store.table(connection)
+            connection.execute(sa.select(t.c.id).limit(1)).all()
+
+    def close(self) -> None:
+        self._store.close()
+
+    # -- SQL -------------------------------------------------------------------------------
+
+    def _conditions(self, t: FailedTable, query: JobQuery) -> builtins.list[sa.ColumnElement[bool]]:
+        c = t.c
+        store = self._store
+        conditions: list[sa.ColumnElement[bool]] = []
+        if query.queue is not None:
+            conditions.append(c.queue == query.queue)
+        if query.connection is not None:
+            conditions.append(c.connection == query.connection)
+        if query.name:
+            conditions.append(_name_condition(c.payload, query.name))
+        if query.exception:
+            conditions.append(c.exception.icontains(query.exception, autoescape=True))
+        if query.q:
+            conditions.append(_search_condition(t, query.q))
+        if query.failed_after is not None:
+            conditions.append(c.failed_at >= store.to_store(query.failed_after))
+        if query.failed_before is not None:
+            conditions.append(c.failed_at <= store.to_store(query.failed_before))
+        if query.seek is not None:
+            conditions.append(self._seek_condition(t, query.seek, query.order))
+        return conditions
+
+    def _seek_condition(self, t: FailedTable, seek: Seek, order: str) -> sa.ColumnElement[bool]:
+        c = t.c
+        at = self._store.to_store(seek.failed_at)
+        newest = order == "newest"
+        past = c.failed_at < at if newest else c.failed_at > at
+        if seek.sort_key is None:
+            if seek.ties == "skip":
+                return past
+            # "keep": the rows AT failed_at are still to come.
+            return c.failed_at <= at if newest else c.failed_at >= at
+        try:
+            key = int(seek.sort_key)
+        except ValueError:
+            raise InvalidRequest("cursor: not a cursor this server gave out") from None
+        beyond = c.id < key if newest else c.id > key
+        return sa.or_(past, sa.and_(c.failed_at == at, beyond))
+
+    def _tails(
+        self, connection: Connection, t: FailedTable, ids: builtins.list[int]
+    ) -> dict[int, str]:
+        payload = t.c.payload
+        if connection.dialect.name == "sqlite":
+            tail = sa.func.substr(payload, -PAYLOAD_TAIL)
+        else:
+            tail = sa.func.right(payload, PAYLOAD_TAIL)
+        rows = connection.execute(sa.select(t.c.id, tail.label("tail")).where(t.c.id.in_(ids)))
+        return {row.id: row.tail for row in rows}
+
+    def _list_item(self, t: FailedTable, row: Any, tail: str | None) -> FailedJob:
+        head = row.payload_head or ""
+        summary = payload_summary(head, tail, complete=len(head) <= PAYLOAD_HEAD)
+        name = summary.get("displayName") or summary.get("commandName")
+        parts = split_exception(row.exception_head)
+        return FailedJob(
+            project=self.project,
+            id=t.handle(row),
+            uuid=getattr(row, "uuid", None),
+            connection=row.connection,
+            queue=row.queue,
+            name=name,
+            exception_class=parts.exception_class,
+            exception_message=parts.message,
+            failed_at=self._store.from_store(row.failed_at),
+            attempts=summary.get("attempts"),
+            fingerprint=fingerprint(parts.exception_class, parts.message, name),
+            sort_key=str(row.id),
+        )
+
+
+def _order(t: FailedTable, order: str) -> tuple[sa.ColumnElement[Any], ...]:
+    if order == "oldest":
+        return (t.c.failed_at.asc(), t.c.id.asc())
+    return (t.c.failed_at.desc(), t.c.id.desc())
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+
+
+def _name_condition(payload: sa.ColumnElement[str], name: str) -> sa.ColumnElement[bool]:
+    """``"displayName":"<name>"`` in the payload text, written the way PHP's json_encode writes
+    it (``\\\\`` for a backslash, ``\\/`` for a slash), with or without a space after the colon,
+    and with non-ASCII characters raw (Laravel's push) or ``\\u``-escaped (older Laravel, and
+    payloads that went through ``queue:retry``). Case-insensitive: so are PHP class names.
+    """
+    values = {json_string(name), json_string(name, unescaped_unicode=False)}
+    needles = {f'"displayName":{sep}{value}' for value in values for sep in ("", " ")}
+    return sa.or_(
+        *(payload.ilike(f"%{_like_escape(needle)}%", escape="/") for needle in sorted(needles))
+    )
+
+
+def _search_condition(t: FailedTable, q: str) -> sa.ColumnElement[bool]:
+    """Case-insensitive ``q`` in the payload, the exception or the queue name. The payload is
+    JSON, so ``q`` is also looked for as JSON writes it (``App\\\\Jobs`` for ``App\\Jobs``)."""
+    c = t.c
+    in_payload = {q, json_string(q)[1:-1], json_string(q, unescaped_unicode=False)[1:-1]}
+    return sa.or_(
+        *(c.payload.icontains(value, autoescape=True) for value in sorted(in_payload)),
+        c.exception.icontains(q, autoescape=True),
+        c.queue.icontains(q, autoescape=True),
+    )
+
+
+def _extra(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        return {}
+    extra = {key: payload[key] for key in _EXTRA_KEYS if key in payload}
+    data = payload.get("data")
+    if isinstance(data, dict):
+        for key in ("commandName", "batchId"):
+            if key in data:
+                extra[key] = data[key]
+    return extra
