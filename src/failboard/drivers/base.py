@@ -8,6 +8,7 @@ What a driver can do is declared in :class:`Capabilities`; the API refuses the r
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -77,7 +78,7 @@ class Reader(Protocol):
         """How many jobs match, counting no further than ``cap``."""
         ...
 
-    def queues(self) -> list[str]:
+    def queues(self) -> builtins.list[str]:  # `list` here is the method above
         """The queue names that have failed jobs."""
         ...
 
