@@ -120,8 +120,13 @@ class Agent:
         token = action.claim_token
         if token is None:
             raise SpoolError(f"action {action.id} was not claimed (no claim token)")
-        log.info("action %s: %s on %s (attempt %s)", action.id, action.action, self.project,
-                 action.attempts)
+        log.info(
+            "action %s: %s on %s (attempt %s)",
+            action.id,
+            action.action,
+            self.project,
+            action.attempts,
+        )
         try:
             # Claimed a while ago (a long action before it in the batch)? Make sure it is still
             # ours before touching any job.
@@ -142,7 +147,7 @@ class Agent:
         except (InvalidRequest, Unsupported, NotFound) as exc:
             self._finish(action, error=exc.message, retryable=False)
             return
-        except Exception as exc:  # noqa: BLE001 - any executor crash is recorded on the action
+        except Exception as exc:
             log.exception("action %s failed", action.id)
             self._finish(action, error=f"{type(exc).__name__}: {exc}", retryable=True)
             return

@@ -8,6 +8,7 @@ resume, so no store is ever read further than one page past the cursor.
 
 from __future__ import annotations
 
+import builtins
 import heapq
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -21,6 +22,7 @@ from failboard.models import Cursor, FailedJob, JobQuery, Page, ProjectError, Se
 __all__ = ["Aggregator"]
 
 T = TypeVar("T")
+
 
 class Aggregator:
     """Runs reader calls concurrently, each bounded by ``timeout`` seconds."""
@@ -111,7 +113,7 @@ class Aggregator:
 
     def count(
         self, query: JobQuery, cap: int = 10_000
-    ) -> tuple[dict[str, Count], list[ProjectError]]:
+    ) -> tuple[dict[str, Count], builtins.list[ProjectError]]:
         projects = self.select(query.projects)
         return self.fan_out(projects, lambda reader: reader.count(query, cap))
 

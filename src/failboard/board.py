@@ -6,8 +6,8 @@ lazily and never executes an action: its only write is a spool row (DESIGN princ
 
 from __future__ import annotations
 
+import builtins
 import threading
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +26,7 @@ from failboard.models import (
     FailedJobDetail,
     JobQuery,
     Page,
+    ProjectError,
     Seek,
     to_utc,
 )
@@ -153,7 +154,7 @@ class Board:
             raise NotFound(f"no failed job {job_id!r} in project {project!r}")
         return job
 
-    def count_jobs(self, query: JobQuery) -> tuple[dict[str, Count], list[Any]]:
+    def count_jobs(self, query: JobQuery) -> tuple[dict[str, Count], list[ProjectError]]:
         return self.aggregator.count(query, self.settings.server.count_cap)
 
     def queues(self, projects: Sequence[str] = ()) -> dict[str, list[str]]:
@@ -189,7 +190,7 @@ class Board:
 
     def groups(
         self, projects: Sequence[str] = (), since: datetime | None = None
-    ) -> tuple[list[Group], list[Any]]:
+    ) -> tuple[list[Group], list[ProjectError]]:
         """Failures grouped by fingerprint, across projects, from each project's newest
         ``GROUP_SCAN_LIMIT`` failures (paged in the store, never loaded whole)."""
         keys = self.aggregator.select(projects)
@@ -276,7 +277,6 @@ class _LazyReader:
         self._lock = threading.Lock()
         self.capabilities = registry.capabilities(project.driver)
 
-
     @property
     def reader(self) -> Reader:
         with self._lock:
@@ -284,7 +284,7 @@ class _LazyReader:
                 self._reader = registry.make_reader(self._settings, self._timeout)
             return self._reader
 
-    def list(self, query: JobQuery) -> list[FailedJob]:
+    def list(self, query: JobQuery) -> builtins.list[FailedJob]:
         return self.reader.list(query)
 
     def get(self, job_id: str) -> FailedJobDetail | None:
@@ -293,7 +293,7 @@ class _LazyReader:
     def count(self, query: JobQuery, cap: int = 10_000) -> Count:
         return self.reader.count(query, cap)
 
-    def queues(self) -> list[str]:
+    def queues(self) -> builtins.list[str]:
         return self.reader.queues()
 
     def ping(self) -> None:

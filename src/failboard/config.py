@@ -183,7 +183,9 @@ def load_settings(
             "failboard.toml (see examples/failboard.toml)"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot be read ({exc}); check the path and its permissions") from exc
+        raise ConfigError(
+            f"{file}: cannot be read ({exc}); check the path and its permissions"
+        ) from exc
     return parse_settings(text, source=file, environ=environ)
 
 
@@ -208,7 +210,9 @@ def parse_settings(
         raise ConfigError(_first_error(where, exc, data)) from None
 
 
-def _interpolate(value: Any, env: Mapping[str, str], where: str, path: tuple[str | int, ...]) -> Any:
+def _interpolate(
+    value: Any, env: Mapping[str, str], where: str, path: tuple[str | int, ...]
+) -> Any:
     if isinstance(value, dict):
         return {k: _interpolate(v, env, where, (*path, k)) for k, v in value.items()}
     if isinstance(value, list):
@@ -234,23 +238,27 @@ def _interpolate(value: Any, env: Mapping[str, str], where: str, path: tuple[str
 
 def _anchor_sqlite_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     def anchor(url: Any) -> Any:
-        if isinstance(url, str) and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        if (
+            isinstance(url, str)
+            and url.startswith("sqlite:///")
+            and not url.startswith("sqlite:////")
+        ):
             rest = url[len("sqlite:///") :]
             if rest and not rest.startswith(":memory:") and not Path(rest).is_absolute():
                 return "sqlite:///" + str(base / rest)
         return url
 
+    def anchored(section: Any) -> Any:
+        if isinstance(section, dict) and "url" in section:
+            return {**section, "url": anchor(section["url"])}
+        return section
+
     data = dict(data)
-    if isinstance(data.get("spool"), dict):
-        data["spool"] = {**data["spool"], "url": anchor(data["spool"].get("url"))}
-    for section in ("projects", "project"):
-        items = data.get(section)
-        if isinstance(items, list):
-            data[section] = [
-                {**p, "url": anchor(p.get("url"))} if isinstance(p, dict) else p for p in items
-            ]
-        elif isinstance(items, dict):
-            data[section] = {**items, "url": anchor(items.get("url"))}
+    for key in ("spool", "project"):
+        if key in data:
+            data[key] = anchored(data[key])
+    if isinstance(data.get("projects"), list):
+        data["projects"] = [anchored(p) for p in data["projects"]]
     return data
 
 

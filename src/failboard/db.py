@@ -124,7 +124,7 @@ def immediate(engine: Engine) -> Iterator[Connection]:
             yield connection
 
 
-class utcnow(FunctionElement[Any]):  # noqa: N801 - reads like the SQL function it renders
+class utcnow(FunctionElement[Any]):
     """The database's clock, in UTC, as a naive timestamp; optionally shifted by whole seconds.
 
     The spool's time always comes from here, never from an agent's clock.

@@ -8,7 +8,7 @@
     ├── StoreError                a project's failure store failed (database, Redis)
     │   └── StoreUnreachable      ... could not be reached at all, or timed out
     └── SpoolError                the spool database failed
-        ├── ActionConflict        the action is not in a state that allows this (cancel a claimed one)
+        ├── ActionConflict        the action's state does not allow this (cancel a claimed one)
         └── LeaseLost             our claim on an action was taken back (fencing said no)
 
 Library errors (SQLAlchemy, redis-py, ...) are translated at the edge of the module that called

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
 
 from failboard.agent import Agent
 from failboard.board import Board
@@ -33,7 +34,7 @@ class InlineAgents:
             self.agents[project.key] = Agent(
                 board.spool,
                 project.key,
-                lambda p=project: registry.make_executor(p, settings.agent.batch_size),
+                partial(registry.make_executor, project, settings.agent.batch_size),
                 name=f"inline:{project.key}",
                 limit=settings.agent.limit,
                 grace_seconds=settings.agent.grace_seconds,
@@ -48,7 +49,9 @@ class InlineAgents:
     def start(self) -> None:
         for key, agent in self.agents.items():
             thread = threading.Thread(
-                target=agent.run, args=(self.interval,), name=f"failboard-inline-{key}",
+                target=agent.run,
+                args=(self.interval,),
+                name=f"failboard-inline-{key}",
                 daemon=True,
             )
             thread.start()

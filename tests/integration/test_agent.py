@@ -16,9 +16,9 @@ import pytest
 import sqlalchemy as sa
 
 from failboard.agent import Agent
+from failboard.config import parse_settings
 from failboard.db import create_engine
 from failboard.drivers import registry
-from failboard.config import parse_settings
 from failboard.drivers.laravel import payload as laravel_payload
 from failboard.drivers.laravel import schema as laravel_schema
 from failboard.models import ActionKind, ActionStatus
@@ -57,13 +57,28 @@ def _config(tmp_path: Path, url: str, extra: str = "") -> Path:
     return file
 
 
-def _start_agent(config: Path, *args: str) -> subprocess.Popen[str]:
+def _start_agent(config: Path, *args: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "failboard", "agent", "--project", "shop", "--config", str(config),
-         "--interval", "0.2", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
+    log = config.parent / f"agent-{len(list(config.parent.glob('agent-*.log')))}.log"
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "failboard",
+                "agent",
+                "--project",
+                "shop",
+                "--config",
+                str(config),
+                "--interval",
+                "0.2",
+                *args,
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
 
 
 def test_sigterm_stops_the_agent_cleanly(tmp_path: Path) -> None:
@@ -77,7 +92,7 @@ def test_sigterm_stops_the_agent_cleanly(tmp_path: Path) -> None:
         deadline = time.monotonic() + 20
         while "shop" not in spool.agents_last_seen() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert "shop" in spool.agents_last_seen(), process.stderr
+        assert "shop" in spool.agents_last_seen(), (tmp_path / "agent-0.log").read_text()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
     finally:

@@ -27,7 +27,8 @@ def test_the_demo_shows_three_projects_and_retries_inline(tmp_path: Path) -> Non
         target = next(j for j in page["items"] if j["project"] == "shop")
 
         action = client.post(
-            "/api/v1/actions", json={"project": "shop", "action": "retry", "job_ids": [target["id"]]}
+            "/api/v1/actions",
+            json={"project": "shop", "action": "retry", "job_ids": [target["id"]]},
         ).json()
         deadline = time.monotonic() + 15
         while action["status"] not in ("completed", "failed") and time.monotonic() < deadline:

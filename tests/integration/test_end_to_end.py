@@ -93,7 +93,7 @@ def _agent(settings: Settings, board: Board) -> Agent:
 def test_retry_through_the_api_lands_in_the_jobs_table(
     world: tuple[Settings, Board, list[str]], db_url: str
 ) -> None:
-    settings, board, ids = world
+    settings, board, _ids = world
     with TestClient(create_app(settings, board=board, inline=False)) as client:
         listed = client.get("/api/v1/jobs", params={"project": "shop", "limit": 3}).json()
         assert [j["queue"] for j in listed["items"]] == ["emails"] * 3
@@ -127,7 +127,7 @@ def test_retry_through_the_api_lands_in_the_jobs_table(
 def test_retry_queue_prune_and_delete_missing_through_the_cli(
     world: tuple[Settings, Board, list[str]], db_url: str
 ) -> None:
-    settings, board, ids = world
+    settings, board, _ids = world
     runner = CliRunner()
     config = ["--config", str(settings.source)]
 

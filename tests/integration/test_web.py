@@ -105,7 +105,9 @@ def test_the_pages_escape_what_the_stores_hold(client: TestClient) -> None:
     assert "<script>alert" not in page and "<b>Bold</b>" not in page
     assert html.escape("<b>Bold</b>") in page
     assert "is unreachable" in page
-    job_id = client.get("/api/v1/jobs", params={"project": "shop", "limit": 1}).json()["items"][0]["id"]
+    job_id = client.get("/api/v1/jobs", params={"project": "shop", "limit": 1}).json()["items"][0][
+        "id"
+    ]
     detail = client.get(f"/jobs/shop/{job_id}").text
     assert "<script>alert" not in detail and "onerror=alert(1)>" not in detail
     assert "Stack trace" in detail

@@ -17,7 +17,11 @@ class MemoryReader:
     capabilities = Capabilities()
 
     def __init__(
-        self, project: str, rows: list[tuple[datetime, int]], *, fail: bool = False,
+        self,
+        project: str,
+        rows: list[tuple[datetime, int]],
+        *,
+        fail: bool = False,
         delay: float = 0.0,
     ) -> None:
         self.project = project

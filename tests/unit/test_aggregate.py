@@ -41,9 +41,7 @@ def test_paging_across_projects_returns_every_row_once_in_order(order: str, limi
         agg.close()
     assert len(seen) == 75
     assert len(set(seen)) == 75
-    times = [
-        next(j.failed_at for j in readers[p].jobs if j.id == i) for p, i in seen
-    ]
+    times = [next(j.failed_at for j in readers[p].jobs if j.id == i) for p, i in seen]
     assert times == sorted(times, reverse=order == "newest")
 
 

@@ -68,8 +68,14 @@ def test_a_missing_variable_names_the_key_and_the_fix() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('[spool]\nurll = "x"\n', "f.toml: spool.urll: unknown key; remove it or check its spelling"),
-        ('[spool]\nlease_seconds = 1\n', "spool.lease_seconds: Input should be greater than or equal to 5"),
+        (
+            '[spool]\nurll = "x"\n',
+            "f.toml: spool.urll: unknown key; remove it or check its spelling",
+        ),
+        (
+            "[spool]\nlease_seconds = 1\n",
+            "spool.lease_seconds: Input should be greater than or equal to 5",
+        ),
         (
             '[[projects]]\nkey = "Bad Key"\ndriver = "laravel"\nurl = "sqlite:///x.db"\n',
             "is not a project key",
@@ -87,9 +93,12 @@ def test_a_missing_variable_names_the_key_and_the_fix() -> None:
             '[[projects]]\nkey = "a"\ndriver = "laravel"\nurl = "sqlite:///y.db"\n',
             "project key 'a' appears twice",
         ),
-        ('[[projects]]\nkey = "a"\ndriver = "laravel"\n', "projects[a].url: Field required; add it"),
+        (
+            '[[projects]]\nkey = "a"\ndriver = "laravel"\n',
+            "projects[a].url: Field required; add it",
+        ),
         ('[spool]\nurl = "x"\nurl = "y"\n', "not valid TOML"),
-        ('[server\n', "not valid TOML"),
+        ("[server\n", "not valid TOML"),
         (
             '[project]\nkey = "a"\ndriver = "laravel"\nurl = "sqlite:///x.db"\n'
             '[[projects]]\nkey = "b"\ndriver = "laravel"\nurl = "sqlite:///x.db"\n',
@@ -109,9 +118,7 @@ def test_single_project_mode() -> None:
 
 
 def test_defaults_and_escapes() -> None:
-    settings = parse_settings(
-        '[server]\nsecret_key = "$${NOT_A_VAR}-${X:-fallback}"\n', environ={}
-    )
+    settings = parse_settings('[server]\nsecret_key = "$${NOT_A_VAR}-${X:-fallback}"\n', environ={})
     assert settings.server.secret_key == "${NOT_A_VAR}-fallback"
     assert settings.spool.url.startswith("sqlite:///")
 

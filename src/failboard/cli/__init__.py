@@ -25,7 +25,9 @@ def demo(
     host: str = typer.Option("127.0.0.1", help="Address to serve on."),
     port: int = typer.Option(8000, help="Port to serve on (0 = any free port)."),
     data_dir: str = typer.Option(".failboard-demo", help="Where the demo keeps its databases."),
-    serve: bool = typer.Option(True, help="Serve the dashboard after seeding (--no-serve: seed only)."),
+    serve: bool = typer.Option(
+        True, help="Serve the dashboard after seeding (--no-serve: seed only)."
+    ),
 ) -> None:
     """Embedded demo: SQLite spool + three Laravel-shaped projects with real failures."""
     from failboard.demo import run_demo

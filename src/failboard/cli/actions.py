@@ -97,7 +97,9 @@ def retry(
     all_queues: Annotated[
         bool, typer.Option("--all-queues", help="Retry every failed job of every queue.")
     ] = False,
-    idempotency_key: Annotated[str | None, typer.Option(help="Same key twice = one action.")] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Same key twice = one action.")
+    ] = None,
     by: ByOption = None,
     wait: WaitOption = False,
     json_out: JsonOption = False,
@@ -110,20 +112,24 @@ def retry(
     if chosen != 1:
         raise typer.BadParameter("give job ids, or --queue Q, or --all-queues (exactly one)")
     with open_board(config) as board:
+        params: dict[str, Any]
         if job_ids:
             kind, params = ActionKind.RETRY, {"job_ids": job_ids}
         else:
             kind = ActionKind.RETRY_QUEUE
             params = {"queue": queue, "failed_before": board.spool.now()}
-        action = board.submit(project, kind, params, requested_by=_requester(by),
-                              idempotency_key=idempotency_key)
+        action = board.submit(
+            project, kind, params, requested_by=_requester(by), idempotency_key=idempotency_key
+        )
         _submitted(board, action, json_out, wait)
 
 
 def delete(
     project: Annotated[str, typer.Argument(help="Project key.")],
     job_ids: Annotated[list[str], typer.Argument(help="Job ids to delete.")],
-    idempotency_key: Annotated[str | None, typer.Option(help="Same key twice = one action.")] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Same key twice = one action.")
+    ] = None,
     by: ByOption = None,
     wait: WaitOption = False,
     json_out: JsonOption = False,
@@ -131,8 +137,13 @@ def delete(
 ) -> None:
     """Ask the project's agent to forget failed jobs."""
     with open_board(config) as board:
-        action = board.submit(project, ActionKind.DELETE, {"job_ids": job_ids},
-                              requested_by=_requester(by), idempotency_key=idempotency_key)
+        action = board.submit(
+            project,
+            ActionKind.DELETE,
+            {"job_ids": job_ids},
+            requested_by=_requester(by),
+            idempotency_key=idempotency_key,
+        )
         _submitted(board, action, json_out, wait)
 
 
@@ -148,8 +159,9 @@ def prune(
     if not hours > 0:
         raise typer.BadParameter("--hours must be more than 0")
     with open_board(config) as board:
-        action = board.submit(project, ActionKind.PRUNE, {"hours": hours},
-                              requested_by=_requester(by))
+        action = board.submit(
+            project, ActionKind.PRUNE, {"hours": hours}, requested_by=_requester(by)
+        )
         _submitted(board, action, json_out, wait)
 
 
@@ -167,17 +179,36 @@ def actions(
         print_json(rows)
         return
     table = Table(header_style="bold")
-    for column in ("ID", "Project", "Action", "Status", "Progress", "Result", "Requested by",
-                   "Agent", "Created", "Error"):
+    for column in (
+        "ID",
+        "Project",
+        "Action",
+        "Status",
+        "Progress",
+        "Result",
+        "Requested by",
+        "Agent",
+        "Created",
+        "Error",
+    ):
         table.add_column(column)
     for a in rows:
         result = ""
         if a.result is not None:
             result = f"{a.result.succeeded}✓ {a.result.missing}? {a.result.failed}✗"
         total = a.progress.total if a.progress.total is not None else "?"
-        table.add_row(str(a.id), a.project, a.action.value, a.status.value,
-                      f"{a.progress.done}/{total}", result, a.requested_by or "",
-                      a.claimed_by or "", _when(a.created_at), (a.error or "")[:60])
+        table.add_row(
+            str(a.id),
+            a.project,
+            a.action.value,
+            a.status.value,
+            f"{a.progress.done}/{total}",
+            result,
+            a.requested_by or "",
+            a.claimed_by or "",
+            _when(a.created_at),
+            (a.error or "")[:60],
+        )
     console.print(table)
 
 
@@ -196,9 +227,22 @@ def action(
         print_json(found)
         return
     details: dict[str, Any] = found.model_dump(mode="json")
-    for key in ("id", "project", "action", "params", "status", "requested_by", "created_at",
-                "claimed_by", "claimed_at", "finished_at", "attempts", "progress", "result",
-                "error"):
+    for key in (
+        "id",
+        "project",
+        "action",
+        "params",
+        "status",
+        "requested_by",
+        "created_at",
+        "claimed_by",
+        "claimed_at",
+        "finished_at",
+        "attempts",
+        "progress",
+        "result",
+        "error",
+    ):
         console.print(f"[bold]{key}[/]: {details.get(key)}", markup=True, highlight=False)
 
 
@@ -220,5 +264,3 @@ def cancel(
 def register(app: typer.Typer) -> None:
     for command in (retry, delete, prune, actions, action, cancel):
         app.command(command.__name__)(handle_errors(command))
-
-

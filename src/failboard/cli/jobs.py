@@ -33,7 +33,9 @@ def _when(value: datetime | None) -> str:
 @app.command("list")
 @handle_errors
 def list_jobs(
-    project: Annotated[list[str] | None, typer.Option("--project", "-p", help="Repeatable.")] = None,
+    project: Annotated[
+        list[str] | None, typer.Option("--project", "-p", help="Repeatable.")
+    ] = None,
     queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
     connection: Annotated[str | None, typer.Option(help="Only this connection.")] = None,
     name: Annotated[str | None, typer.Option(help="Only this job name.")] = None,
@@ -70,7 +72,9 @@ def list_jobs(
         exc = Text(job.exception_class or "", style="bold red")
         if job.exception_message:
             exc.append(": " + job.exception_message[:80])
-        table.add_row(job.project, job.id, job.queue or "", job.name or "", exc, _when(job.failed_at))
+        table.add_row(
+            job.project, job.id, job.queue or "", job.name or "", exc, _when(job.failed_at)
+        )
     console.print(table)
     for error in page.errors:
         err_console.print(f"[yellow]project {error.project} unreachable:[/] {error.error}")
@@ -96,11 +100,18 @@ def show(
     table.add_column(style="bold")
     table.add_column()
     for label, value in (
-        ("project", job.project), ("id", job.id), ("uuid", job.uuid),
-        ("connection", job.connection), ("queue", job.queue), ("job", job.name),
-        ("attempts", job.attempts), ("max tries", job.max_tries),
-        ("failed at", _when(job.failed_at)), ("exception", job.exception_class),
-        ("message", job.exception_message), ("fingerprint", job.fingerprint),
+        ("project", job.project),
+        ("id", job.id),
+        ("uuid", job.uuid),
+        ("connection", job.connection),
+        ("queue", job.queue),
+        ("job", job.name),
+        ("attempts", job.attempts),
+        ("max tries", job.max_tries),
+        ("failed at", _when(job.failed_at)),
+        ("exception", job.exception_class),
+        ("message", job.exception_message),
+        ("fingerprint", job.fingerprint),
     ):
         table.add_row(label, Text("" if value is None else str(value)))
     console.print(table)
@@ -108,5 +119,7 @@ def show(
     console.print(Text(job.exception or ""))
     console.rule("payload")
     payload = job.payload
-    text = payload if isinstance(payload, str) else json.dumps(payload, indent=2, ensure_ascii=False)
+    text = (
+        payload if isinstance(payload, str) else json.dumps(payload, indent=2, ensure_ascii=False)
+    )
     console.print(Text(text or ""))

@@ -71,8 +71,12 @@ def serve(
     settings = settings_from(config)
     _logging()
     Spool.from_settings(settings.spool).ensure_ready()
-    run_server(settings, host or settings.server.host, port if port is not None else
-               settings.server.port, unsafe_no_auth=unsafe_no_auth)
+    run_server(
+        settings,
+        host or settings.server.host,
+        port if port is not None else settings.server.port,
+        unsafe_no_auth=unsafe_no_auth,
+    )
 
 
 def _agent(settings: Settings, project_key: str, limit: int | None) -> Agent:
@@ -164,8 +168,9 @@ def check(config: ConfigOption = None) -> None:
             console.print(f"[green]ok[/]   {project.key} ({project.driver}): {count} failed jobs")
         except FailboardError as exc:
             failures += 1
-            console.print(f"[red]FAIL[/] {project.key} ({project.driver}): {exc.message}",
-                          soft_wrap=True)
+            console.print(
+                f"[red]FAIL[/] {project.key} ({project.driver}): {exc.message}", soft_wrap=True
+            )
     if failures:
         raise typer.Exit(1)
 

@@ -128,7 +128,7 @@ class Executor(Protocol):
 
 @dataclass(slots=True)
 class ResultTally:
-    """Accumulates per-job outcomes into an :class:`ActionResult`, keeping a bounded error sample."""
+    """Adds up per-job outcomes into an :class:`ActionResult` with a bounded error sample."""
 
     succeeded: int = 0
     missing: int = 0

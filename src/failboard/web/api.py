@@ -121,9 +121,7 @@ def list_jobs(
     return JobsPage(items=list(page.items), next_cursor=page.next_cursor, errors=list(page.errors))
 
 
-@router.get(
-    "/api/v1/jobs/{project}/{job_id:path}", tags=["jobs"], response_model=FailedJobDetail
-)
+@router.get("/api/v1/jobs/{project}/{job_id:path}", tags=["jobs"], response_model=FailedJobDetail)
 def get_job(request: Request, project: str, job_id: str) -> FailedJobDetail:
     return board_of(request).get_job(project, job_id)
 

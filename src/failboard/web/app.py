@@ -66,11 +66,7 @@ def create_app(settings: Settings, *, board: Board | None = None, inline: bool =
 
     @app.exception_handler(FailboardError)
     async def _failboard_error(request: Request, exc: FailboardError) -> JSONResponse:
-        for kind, status in _STATUS:
-            if isinstance(exc, kind):
-                break
-        else:
-            status = 500
+        status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
         return JSONResponse({"detail": exc.message}, status_code=status)
 
     app.include_router(api.router)

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from typing import Annotated
 
 from failboard.exceptions import FailboardError, InvalidRequest, NotFound
 from failboard.models import JobQuery, Order
@@ -42,15 +41,24 @@ def index(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> HTMLResponse:
     board = board_of(request)
-    filters = {"queue": queue, "connection": connection, "name": name, "exception": exception,
-               "q": q}
+    filters = {
+        "queue": queue,
+        "connection": connection,
+        "name": name,
+        "exception": exception,
+        "q": q,
+    }
     error = None
     items: list[Any] = []
     errors: list[Any] = []
     next_cursor = None
     try:
-        query = JobQuery(projects=tuple(project), order=order, limit=limit,
-                         **{k: v or None for k, v in filters.items()})
+        query = JobQuery(
+            projects=tuple(project),
+            order=order,
+            limit=limit,
+            **{k: v or None for k, v in filters.items()},
+        )
         page = board.list_jobs(query, cursor or None)
         items, errors, next_cursor = list(page.items), list(page.errors), page.next_cursor
     except (InvalidRequest, NotFound) as exc:
@@ -92,8 +100,11 @@ def job(request: Request, project: str, job_id: str) -> HTMLResponse:
         if isinstance(payload, dict | list)
         else str(payload if payload is not None else "")
     )
-    actions = [a for a in board.actions(project=project, limit=200)
-               if job_id in (a.params.get("job_ids") or [])]
+    actions = [
+        a
+        for a in board.actions(project=project, limit=200)
+        if job_id in (a.params.get("job_ids") or [])
+    ]
     return templates.TemplateResponse(
         request, "job.html", {"job": detail, "payload": pretty, "actions": actions}
     )
@@ -109,6 +120,7 @@ def actions(request: Request, project: str = "", status: str = "") -> HTMLRespon
     except FailboardError as exc:
         error = exc.message
     return templates.TemplateResponse(
-        request, "actions.html", {"actions": rows, "error": error, "project": project,
-                                  "status": status},
+        request,
+        "actions.html",
+        {"actions": rows, "error": error, "project": project, "status": status},
     )
