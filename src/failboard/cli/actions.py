@@ -179,24 +179,19 @@ def actions(
         print_json(rows)
         return
     table = Table(header_style="bold")
-    for column in (
-        "ID",
-        "Project",
-        "Action",
-        "Status",
-        "Progress",
-        "Result",
-        "Requested by",
-        "Agent",
-        "Created",
-        "Error",
-    ):
-        table.add_column(column)
+    wide = console.width >= 130
+    for column in ("ID", "Project", "Action", "Status", "Progress", "Result"):
+        table.add_column(column, no_wrap=True)
+    extra = ("Requested by", "Agent", "Created", "Error") if wide else ("Error",)
+    for column in extra:
+        table.add_column(column, no_wrap=True, overflow="ellipsis")
     for a in rows:
         result = ""
         if a.result is not None:
-            result = f"{a.result.succeeded}✓ {a.result.missing}? {a.result.failed}✗"
+            r = a.result
+            result = f"{r.succeeded} ok, {r.missing} missing, {r.failed} failed"
         total = a.progress.total if a.progress.total is not None else "?"
+        more = [a.requested_by or "", a.claimed_by or "", _when(a.created_at)] if wide else []
         table.add_row(
             str(a.id),
             a.project,
@@ -204,10 +199,8 @@ def actions(
             a.status.value,
             f"{a.progress.done}/{total}",
             result,
-            a.requested_by or "",
-            a.claimed_by or "",
-            _when(a.created_at),
-            (a.error or "")[:60],
+            *more,
+            (a.error or "")[:80],
         )
     console.print(table)
 

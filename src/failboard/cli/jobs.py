@@ -66,15 +66,24 @@ def list_jobs(
             err_console.print(f"warning: project {error.project}: {error.error}")
         return
     table = Table(show_lines=False, header_style="bold")
-    for column in ("Project", "ID", "Queue", "Job", "Exception", "Failed at"):
-        table.add_column(column, overflow="fold" if column == "ID" else "ellipsis")
+    # The id is what the next command needs: never cut it; squeeze the rest instead.
+    width = max((len(job.id) for job in page.items), default=2)
+    wide = console.width >= 130  # narrow terminals drop queue and job, never the id
+    fixed = [12, width, 16] + ([12, 36] if wide else [])
+    rest = max(12, console.width - sum(fixed) - 3 * (len(fixed) + 1) - 1)
+    table.add_column("Project", no_wrap=True, max_width=12)
+    table.add_column("ID", no_wrap=True, min_width=width)
+    if wide:
+        table.add_column("Queue", no_wrap=True, max_width=12)
+        table.add_column("Job", no_wrap=True, max_width=36)
+    table.add_column("Exception", no_wrap=True, overflow="ellipsis", max_width=rest)
+    table.add_column("Failed at", no_wrap=True, min_width=16)
     for job in page.items:
         exc = Text(job.exception_class or "", style="bold red")
         if job.exception_message:
             exc.append(": " + job.exception_message[:80])
-        table.add_row(
-            job.project, job.id, job.queue or "", job.name or "", exc, _when(job.failed_at)
-        )
+        middle = [job.queue or "", job.name or ""] if wide else []
+        table.add_row(job.project, job.id, *middle, exc, _when(job.failed_at)[:16])
     console.print(table)
     for error in page.errors:
         err_console.print(f"[yellow]project {error.project} unreachable:[/] {error.error}")
