@@ -1,0 +1,94 @@
+"""What each driver supplies to the contract suite: a way to make real failures in a real store,
+its reader and executor over that store, and a way to see what was put back on a queue.
+
+Add a driver by writing one ``DriverCase`` factory and listing it in ``CASES``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from failboard.config import ProjectSettings
+from failboard.db import create_engine
+from failboard.drivers import registry
+from failboard.drivers.base import Executor, Reader
+from failboard.drivers.laravel import payload as laravel_payload
+from failboard.drivers.laravel import schema as laravel_schema
+from tests.services import fresh_database
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """One failure to make: which queue, which job, what it raised, when (naive UTC)."""
+
+    queue: str
+    name: str
+    exception_class: str
+    message: str
+    failed_at: datetime
+
+
+@dataclass
+class DriverCase:
+    reader: Reader
+    executor: Executor
+    make_failures: Callable[[list[Spec]], list[str]]
+    """Make real failures; returns their job ids, in the order of the specs."""
+    requeued: Callable[[], list[str]]
+    """Ids of the jobs the executor has put back on a queue, one entry per push."""
+
+
+@contextmanager
+def laravel_case(kind: str) -> Iterator[DriverCase]:
+    with fresh_database(kind) as url:
+        engine = create_engine(url)
+        laravel_schema.create_tables(engine)
+        project = ProjectSettings.model_validate(
+            {"key": "contract", "driver": "laravel", "url": url}
+        )
+
+        def make_failures(specs: list[Spec]) -> list[str]:
+            ids = [str(uuid.uuid4()) for _ in specs]
+            rows = [
+                {
+                    "uuid": job_id,
+                    "connection": "database",
+                    "queue": spec.queue,
+                    "payload": laravel_payload.build_payload(spec.name, uuid=job_id),
+                    "exception": f"{spec.exception_class}: {spec.message} in /app/Job.php:7\n"
+                    "Stack trace:\n#0 /app/vendor/laravel/Worker.php(12): handle()\n#1 {main}",
+                    "failed_at": spec.failed_at,
+                }
+                for job_id, spec in zip(ids, specs, strict=True)
+            ]
+            with engine.begin() as connection:
+                laravel_schema.insert_failed_jobs(connection, rows)
+            return ids
+
+        def requeued() -> list[str]:
+            with engine.connect() as connection:
+                payloads = connection.execute(sa.text("SELECT payload FROM jobs")).scalars()
+                return [json.loads(p)["uuid"] for p in payloads]
+
+        reader = registry.make_reader(project, 5.0)
+        executor = registry.make_executor(project, batch_size=7)  # small: many batches
+        try:
+            yield DriverCase(reader, executor, make_failures, requeued)
+        finally:
+            reader.close()
+            executor.close()
+            engine.dispose()
+
+
+CASES: dict[str, Callable[[], AbstractContextManager[DriverCase]]] = {
+    "laravel-sqlite": lambda: laravel_case("sqlite"),
+    "laravel-postgres": lambda: laravel_case("postgres"),
+    "laravel-mysql": lambda: laravel_case("mysql"),
+}
