@@ -126,3 +126,15 @@ def test_defaults_and_escapes() -> None:
 def test_an_unreadable_file_says_how_to_fix(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file; pass --config PATH"):
         load_settings(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("name", ["failboard.toml", "agent-shop.toml"])
+def test_the_example_configs_parse(name: str) -> None:
+    example = Path(__file__).parents[2] / "examples" / name
+    env = {
+        "FAILBOARD_SPOOL_PASSWORD": "x",
+        "SHOP_DB_PASSWORD": "x",
+        "BILLING_DB_PASSWORD": "x",
+    }
+    settings = load_settings(example, environ=env)
+    assert settings.projects
