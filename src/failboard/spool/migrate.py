@@ -8,6 +8,7 @@ the database write lock on SQLite), so the second process finds the schema alrea
 from __future__ import annotations
 
 import hashlib
+from contextlib import ExitStack
 from pathlib import Path
 
 from alembic import command
@@ -65,21 +66,24 @@ def upgrade(engine: Engine, table_prefix: str) -> None:
     """Bring the spool's schema to head; a no-op when it is there already."""
     config = alembic_config(table_prefix)
     name = engine.dialect.name
-    # immediate() is BEGIN IMMEDIATE on SQLite: the write lock is the migration lock there.
-    with immediate(engine) as connection:
-        if name == "postgresql":
-            # Held until this transaction ends; PostgreSQL's DDL is transactional, so the other
-            # process sees either no tables or all of them at head.
-            connection.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _key(table_prefix)}
-            )
-        lock = _mysql_lock(connection, table_prefix) if name in ("mysql", "mariadb") else None
-        try:
+    with ExitStack() as stack:
+        if name in ("mysql", "mariadb"):
+            # MySQL commits DDL at once but not the version row, so the named lock must outlive
+            # the migration's transaction: it lives on a connection of its own and is released
+            # only after that transaction has committed (the stack unwinds after the block).
+            holder = stack.enter_context(engine.connect())
+            lock = _mysql_lock(holder, table_prefix)
+            stack.callback(holder.execute, text("SELECT RELEASE_LOCK(:name)"), {"name": lock})
+        # immediate() is BEGIN IMMEDIATE on SQLite: the write lock is the migration lock there.
+        with immediate(engine) as connection:
+            if name == "postgresql":
+                # Held until this transaction ends; PostgreSQL's DDL is transactional, so the
+                # other process sees either no tables or all of them at head.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _key(table_prefix)}
+                )
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
-        finally:
-            if lock is not None:
-                connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": lock})
 
 
 def _key(table_prefix: str) -> int:
