@@ -1,0 +1,111 @@
+"""The command line as a user meets it: exit codes, stderr, --json, check, migrate."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from failboard.cli import app
+from failboard.db import create_engine
+from failboard.drivers.laravel import schema as laravel_schema
+
+runner = CliRunner()
+
+
+def _config(tmp_path: Path, projects: str) -> Path:
+    file = tmp_path / "failboard.toml"
+    file.write_text(f'[spool]\nurl = "sqlite:///spool.db"\n{projects}')
+    return file
+
+
+GOOD = '[[projects]]\nkey = "shop"\ndriver = "laravel"\nurl = "sqlite:///shop.db"\n'
+DOWN = (
+    '[[projects]]\nkey = "down"\ndriver = "laravel"\n'
+    'url = "mysql+pymysql://nobody:wrong@127.0.0.1:1/none"\n'
+)
+
+
+def test_check_reports_one_line_per_store_and_fails_when_one_is_down(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path}/shop.db")
+    laravel_schema.create_tables(engine)
+    engine.dispose()
+    config = _config(tmp_path, GOOD + DOWN)
+
+    before = runner.invoke(app, ["check", "--config", str(config)])
+    assert before.exit_code == 1
+    assert "FAIL spool" in before.stdout and "failboard migrate" in before.stdout
+
+    migrated = runner.invoke(app, ["migrate", "--config", str(config)])
+    assert migrated.exit_code == 0, migrated.output
+    assert "spool schema at revision" in migrated.stdout
+    again = runner.invoke(app, ["migrate", "--config", str(config)])
+    assert again.exit_code == 0
+
+    after = runner.invoke(app, ["check", "--config", str(config)])
+    lines = after.stdout.splitlines()
+    assert after.exit_code == 1
+    assert any(line.startswith("ok") and "shop (laravel): 0 failed jobs" in line for line in lines)
+    assert any(line.startswith("FAIL down (laravel)") for line in lines)
+
+
+def test_errors_go_to_stderr_with_exit_1_and_usage_errors_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[spool]\nurll = "x"\n')
+    # A real process, so stdout and stderr are really apart.
+    out = subprocess.run(
+        [sys.executable, "-m", "failboard", "jobs", "list", "--json", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 1
+    assert out.stdout == ""
+    assert "spool.urll: unknown key" in out.stderr
+
+    usage = runner.invoke(app, ["retry", "shop"])  # neither ids nor --queue
+    assert usage.exit_code == 2
+
+    config = _config(tmp_path, GOOD)
+    runner.invoke(app, ["migrate", "--config", str(config)])
+    unknown = runner.invoke(app, ["retry", "nope", "1", "--config", str(config)])
+    assert unknown.exit_code == 1 and "unknown project 'nope'" in unknown.output
+    hours = runner.invoke(app, ["prune", "shop", "--hours", "0", "--config", str(config)])
+    assert hours.exit_code == 2
+
+
+def test_json_output_is_one_document(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path}/shop.db")
+    laravel_schema.create_tables(engine)
+    engine.dispose()
+    config = _config(tmp_path, GOOD)
+    runner.invoke(app, ["migrate", "--config", str(config)])
+    created = runner.invoke(app, ["delete", "shop", "a", "b", "--json", "--config", str(config)])
+    action = json.loads(created.stdout)
+    assert action["params"] == {"job_ids": ["a", "b"]} and action["status"] == "pending"
+    listed = json.loads(runner.invoke(app, ["actions", "--json", "--config", str(config)]).stdout)
+    assert [a["id"] for a in listed] == [action["id"]]
+    jobs = json.loads(
+        runner.invoke(app, ["jobs", "list", "--json", "--config", str(config)]).stdout
+    )
+    assert jobs == []
+    cancelled = runner.invoke(app, ["cancel", str(action["id"]), "--json", "--config", str(config)])
+    assert json.loads(cancelled.stdout)["status"] == "cancelled"
+
+
+def test_new_token_prints_a_token_and_its_sha256() -> None:
+    out = runner.invoke(app, ["new-token"])
+    fields = dict(line.split(":", 1) for line in out.stdout.splitlines() if ":" in line)
+    token, digest = fields["token"].strip(), fields["sha256"].strip()
+    assert hashlib.sha256(token.encode()).hexdigest() == digest
+
+
+def test_serve_refuses_a_public_address_without_auth(tmp_path: Path) -> None:
+    config = _config(tmp_path, GOOD)
+    runner.invoke(app, ["migrate", "--config", str(config)])
+    out = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--config", str(config)])
+    assert out.exit_code == 1 and "refusing to listen on 0.0.0.0" in out.output
