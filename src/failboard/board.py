@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+import sqlalchemy as sa
 
 from failboard.aggregate import Aggregator
 from failboard.config import ProjectSettings, Settings
 from failboard.drivers import registry
-from failboard.drivers.base import Count, Reader
+from failboard.drivers.base import Count, HistogramReader, Reader
 from failboard.exceptions import FailboardError, NotFound, StoreError, Unsupported
 from failboard.models import (
+    MAX_JOB_IDS,
     Action,
     ActionKind,
     ActionStatus,
+    Cursor,
     FailedJob,
     FailedJobDetail,
     JobQuery,
@@ -77,16 +82,21 @@ class Group:
     names: set[str] = field(default_factory=set)
     first_seen: datetime | None = None
     last_seen: datetime | None = None
+    # Kept for "retry group" and the sparkline; bounded by GROUP_SCAN_LIMIT per project.
+    ids: dict[str, list[str]] = field(default_factory=dict)
+    hours: Counter[int] = field(default_factory=Counter)
 
     def add(self, job: FailedJob) -> None:
         self.count += 1
         self.projects.add(job.project)
+        self.ids.setdefault(job.project, []).append(job.id)
         if job.name:
             self.names.add(job.name)
         if job.failed_at is not None:
             at = to_utc(job.failed_at)
             self.first_seen = at if self.first_seen is None else min(self.first_seen, at)
             self.last_seen = at if self.last_seen is None else max(self.last_seen, at)
+            self.hours[int(at.timestamp() // 3600)] += 1
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -125,6 +135,8 @@ class Board:
         }
         self.aggregator = Aggregator(self.readers, timeout=timeout)
         self._submitted: list[Callable[[Action], None]] = []
+        # Per-project store errors seen since start, for /metrics.
+        self.store_errors: Counter[str] = Counter()
 
     def close(self) -> None:
         self.aggregator.close()
@@ -141,8 +153,129 @@ class Board:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def _noted(self, errors: Iterable[ProjectError]) -> None:
+        for error in errors:
+            self.store_errors[error.project] += 1
+
     def list_jobs(self, query: JobQuery, cursor: str | None = None) -> Page:
-        return self.aggregator.list(query, cursor)
+        page = self.aggregator.list(query, cursor)
+        self._noted(page.errors)
+        return page
+
+    def list_jobs_before(self, query: JobQuery, before: str) -> tuple[Page, bool]:
+        """The page that ends just before the row ``before`` points at (the "previous" page):
+        read in the other order from that row, then turned round. Also whether there are rows
+        before this page."""
+        position = Cursor.decode(before)
+        other = "oldest" if query.order == "newest" else "newest"
+        back = Cursor(
+            failed_at=position.failed_at,
+            project=position.project,
+            sort_key=position.sort_key,
+            order=other,
+        ).encode()
+        page = self.aggregator.list(query.model_copy(update={"order": other}), back)
+        self._noted(page.errors)
+        items = tuple(reversed(page.items))
+        next_cursor = None
+        if items and items[-1].failed_at is not None:
+            last = items[-1]
+            next_cursor = Cursor(
+                failed_at=last.failed_at,
+                project=last.project,
+                sort_key=last.sort_key,
+                order=query.order,
+            ).encode()
+        turned = Page(items=items, next_cursor=next_cursor, errors=page.errors)
+        return turned, page.next_cursor is not None
+
+    def job_ids(
+        self, query: JobQuery, limit: int = MAX_JOB_IDS
+    ) -> tuple[dict[str, builtins.list[str]], builtins.list[ProjectError]]:
+        """The ids of every job matching ``query``, up to ``limit`` per project, read now: the
+        frozen set a "select all matching" acts on. Pages in the store, one round at a time, so
+        each round stays under the store timeout."""
+        keys = self.aggregator.select(query.projects)
+        found: dict[str, builtins.list[str]] = {key: [] for key in keys}
+        seeks: dict[str, Seek | None] = dict.fromkeys(keys)
+        active = list(keys)
+        errors: list[ProjectError] = []
+        page_size = 500
+        while active:
+
+            def read(reader: Reader) -> builtins.list[FailedJob]:
+                want = min(page_size, limit - len(found[reader.project]))
+                return reader.list(
+                    query.model_copy(update={"limit": want, "seek": seeks[reader.project]})
+                )
+
+            results, failed = self.aggregator.fan_out(active, read)
+            errors.extend(failed)
+            still = []
+            for key, rows in results.items():
+                found[key].extend(job.id for job in rows)
+                full = len(found[key]) >= limit
+                if rows and not full and len(rows) == page_size and rows[-1].failed_at:
+                    seeks[key] = Seek(failed_at=rows[-1].failed_at, sort_key=rows[-1].sort_key)
+                    still.append(key)
+            active = still
+        self._noted(errors)
+        failed_keys = {e.project for e in errors}
+        return {k: v for k, v in found.items() if k not in failed_keys}, errors
+
+    def open_actions(self, jobs: Iterable[FailedJob]) -> dict[tuple[str, str], Action]:
+        """(project, job id) → the pending/processing retry or delete that names the job, so a
+        page does not offer to act twice. Empty when the spool cannot answer."""
+        by_project: dict[str, builtins.list[str]] = {}
+        for job in jobs:
+            by_project.setdefault(job.project, []).append(job.id)
+        found: dict[tuple[str, str], Action] = {}
+        try:
+            for project, ids in by_project.items():
+                for job_id, action in self.spool.open_actions_for_jobs(project, ids).items():
+                    found[(project, job_id)] = action
+        except FailboardError:
+            return {}
+        return found
+
+    def histogram(
+        self, projects: Sequence[str], start: datetime, step: timedelta, buckets: int
+    ) -> tuple[dict[str, builtins.list[int]], builtins.list[ProjectError]]:
+        """Failures per bucket for each project (see :class:`HistogramReader`); a driver without
+        a histogram is asked one capped count per bucket instead."""
+        cap = self.settings.server.count_cap
+
+        def read(reader: Reader) -> builtins.list[int]:
+            if isinstance(reader, HistogramReader):
+                try:
+                    return reader.histogram(start, step, buckets)
+                except Unsupported:
+                    pass
+            out = []
+            for i in range(buckets):
+                query = JobQuery(
+                    failed_after=start + step * i,
+                    failed_before=start + step * (i + 1) - timedelta(microseconds=1),
+                )
+                out.append(reader.count(query, cap).value)
+            return out
+
+        results, errors = self.aggregator.fan_out(self.aggregator.select(projects), read)
+        self._noted(errors)
+        return results, errors
+
+    def action_counts(self) -> dict[tuple[str, str, str], int]:
+        """(project, action, status) → how many actions the spool holds, for /metrics."""
+        a = self.spool.tables.actions
+        query = sa.select(a.c.project, a.c.action, a.c.status, sa.func.count()).group_by(
+            a.c.project, a.c.action, a.c.status
+        )
+        try:
+            with self.spool.engine.connect() as connection:
+                rows = connection.execute(query).all()
+        except sa.exc.SQLAlchemyError:
+            return {}
+        return {(str(p), str(k), str(s)): int(n) for p, k, s, n in rows}
 
     def get_job(self, project: str, job_id: str) -> FailedJobDetail:
         self.project(project)
@@ -154,15 +287,19 @@ class Board:
             raise NotFound(f"no failed job {job_id!r} in project {project!r}")
         return job
 
-    def count_jobs(self, query: JobQuery) -> tuple[dict[str, Count], list[ProjectError]]:
-        return self.aggregator.count(query, self.settings.server.count_cap)
+    def count_jobs(
+        self, query: JobQuery, cap: int | None = None
+    ) -> tuple[dict[str, Count], list[ProjectError]]:
+        counts, errors = self.aggregator.count(query, cap or self.settings.server.count_cap)
+        self._noted(errors)
+        return counts, errors
 
     def queues(self, projects: Sequence[str] = ()) -> dict[str, list[str]]:
         results, _ = self.aggregator.fan_out(self.aggregator.select(projects), lambda r: r.queues())
         return results
 
     def projects_status(self) -> list[ProjectStatus]:
-        counts, errors = self.aggregator.count(JobQuery(), self.settings.server.count_cap)
+        counts, errors = self.count_jobs(JobQuery())
         failed = {e.project: e.error for e in errors}
         try:
             open_counts = self.spool.open_counts()
@@ -209,6 +346,7 @@ class Board:
             return rows
 
         results, errors = self.aggregator.fan_out(keys, scan)
+        self._noted(errors)
         groups: dict[str, Group] = {}
         for rows in results.values():
             for job in rows:
@@ -295,6 +433,12 @@ class _LazyReader:
 
     def queues(self) -> builtins.list[str]:
         return self.reader.queues()
+
+    def histogram(self, start: datetime, step: timedelta, buckets: int) -> builtins.list[int]:
+        reader = self.reader
+        if not isinstance(reader, HistogramReader):
+            raise Unsupported(f"the {self._settings.driver} reader has no histogram")
+        return reader.histogram(start, step, buckets)
 
     def ping(self) -> None:
         self.reader.ping()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from failboard.models import ActionKind, ActionResult, FailedJob, FailedJobDetail, JobQuery
@@ -20,6 +20,7 @@ __all__ = [
     "Capabilities",
     "Count",
     "Executor",
+    "HistogramReader",
     "Progress",
     "Reader",
     "no_progress",
@@ -88,6 +89,19 @@ class Reader(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class HistogramReader(Protocol):
+    """An optional Reader face: failures per time bucket in one pass over the store.
+
+    Not part of :class:`Reader` so that a driver without it still is one; the board falls back
+    to one capped ``count`` per bucket for such a driver."""
+
+    def histogram(self, start: datetime, step: timedelta, buckets: int) -> builtins.list[int]:
+        """How many jobs failed in each of ``buckets`` half-open intervals
+        ``[start + i*step, start + (i+1)*step)``."""
         ...
 
 

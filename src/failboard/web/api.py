@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
 from failboard.board import Board
@@ -79,10 +80,8 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
-def metrics(request: Request) -> PlainTextResponse:
-    return PlainTextResponse(
-        render_metrics(board_of(request)), media_type="text/plain; version=0.0.4"
-    )
+def metrics(request: Request) -> Response:
+    return Response(render_metrics(board_of(request)), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/api/v1/projects", tags=["projects"])

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from failboard.board import Board
 from failboard.config import Settings
@@ -21,11 +24,16 @@ from failboard.exceptions import (
     Unsupported,
 )
 from failboard.inline import InlineAgents
-from failboard.web import api, pages
+from failboard.web import api, pages, ui
+from failboard.web.pages.detail import PYGMENTS_CSS
+from failboard.web.security import SecurityMiddleware
+from failboard.web.selections import Selections
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("failboard.web")
+
+STATIC = Path(__file__).parent / "static"
 
 _STATUS: list[tuple[type[FailboardError], int]] = [
     (NotFound, 404),
@@ -63,12 +71,28 @@ def create_app(settings: Settings, *, board: Board | None = None, inline: bool =
         lifespan=lifespan,
     )
     app.state.board = the_board
+    app.state.selections = Selections()
+    # Without [server] secret_key the CSRF tokens only hold for this process: a restart asks
+    # open pages to reload, which is all it costs.
+    key = settings.server.secret_key
+    app.state.secret = key.encode() if key else secrets.token_bytes(32)
+    app.add_middleware(SecurityMiddleware, secret=app.state.secret)
 
     @app.exception_handler(FailboardError)
     async def _failboard_error(request: Request, exc: FailboardError) -> JSONResponse:
         status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
         return JSONResponse({"detail": exc.message}, status_code=status)
 
+    @app.get("/static/pygments.css", include_in_schema=False)
+    def _pygments_css() -> Response:
+        return Response(
+            PYGMENTS_CSS,
+            media_type="text/css",
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(api.router)
+    app.include_router(ui.router)
     app.include_router(pages.router)
     return app
