@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -21,6 +21,7 @@ from failboard.drivers import registry
 from failboard.drivers.base import Executor, Reader
 from failboard.drivers.laravel import payload as laravel_payload
 from failboard.drivers.laravel import schema as laravel_schema
+from tests.rq_jobs import fresh_prefix, plant
 from tests.services import fresh_database
 
 
@@ -87,7 +88,45 @@ def laravel_case(kind: str) -> Iterator[DriverCase]:
             engine.dispose()
 
 
+@contextmanager
+def rq_case() -> Iterator[DriverCase]:
+    with fresh_prefix() as (client, url, prefix):
+        project = ProjectSettings.model_validate(
+            {"key": "contract", "driver": "rq", "url": url, "prefix": prefix}
+        )
+
+        def make_failures(specs: list[Spec]) -> list[str]:
+            ids = [str(uuid.uuid4()) for _ in specs]
+            for job_id, spec in zip(ids, specs, strict=True):
+                plant(
+                    client,
+                    prefix,
+                    spec.queue,
+                    spec.name,
+                    spec.exception_class,
+                    spec.message,
+                    spec.failed_at.replace(tzinfo=UTC),
+                    job_id,
+                )
+            return ids
+
+        def requeued() -> list[str]:
+            pushed: list[str] = []
+            for key in sorted(client.smembers(f"{prefix}queues")):
+                pushed += [m.decode() for m in client.lrange(key, 0, -1)]
+            return pushed
+
+        reader = registry.make_reader(project, 5.0)
+        executor = registry.make_executor(project, batch_size=2)  # small: many batches
+        try:
+            yield DriverCase(reader, executor, make_failures, requeued)
+        finally:
+            reader.close()
+            executor.close()
+
+
 CASES: dict[str, Callable[[], AbstractContextManager[DriverCase]]] = {
+    "rq": rq_case,
     "laravel-sqlite": lambda: laravel_case("sqlite"),
     "laravel-postgres": lambda: laravel_case("postgres"),
     "laravel-mysql": lambda: laravel_case("mysql"),

@@ -1,0 +1,204 @@
+"""Keyset pages over RQ's failed registries, merged across queues, paged in Redis.
+
+Each queue's failed registry is a sorted set scored by expiry (failure time + failure_ttl), so
+within a queue the score orders failures in time. A page asks every queue for at most ``n``
+entries past the position (``ZREVRANGEBYSCORE … LIMIT``, all queues in one pipeline) and merges
+them by ``(failed_at, sort_key)``, the order :class:`~failboard.models.Seek` describes. The sort
+key is ``queue \\x1f job id``: within one queue and one score, Redis orders members
+lexicographically, which is the sort key's order too.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from failboard.drivers.rq.store import RqStore, text
+from failboard.models import Seek, to_utc
+
+__all__ = ["SEP", "Entry", "Window", "fetch", "score_range", "split_sort_key"]
+
+SEP = "\x1f"
+INF = float("inf")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One member of a failed registry."""
+
+    queue: str
+    job_id: str
+    score: float
+    failed_at: datetime | None  # None: kept forever (failure_ttl = -1, score +inf)
+
+    @property
+    def sort_key(self) -> str:
+        return f"{self.queue}{SEP}{self.job_id}"
+
+    def order(self) -> tuple[float, str]:
+        when = INF if self.failed_at is None else self.failed_at.timestamp()
+        return (when, self.sort_key)
+
+
+def split_sort_key(key: str | None) -> tuple[str, str] | None:
+    if not key or SEP not in key:
+        return None
+    queue, _, job_id = key.partition(SEP)
+    return queue, job_id
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """What a page covers: an optional time range and a position to resume past."""
+
+    newest: bool = True
+    failed_after: datetime | None = None
+    failed_before: datetime | None = None
+    seek: Seek | None = None
+    hide_expired: bool = True
+
+
+@dataclass(slots=True)
+class _Range:
+    lo: float = -INF
+    lo_open: bool = False
+    hi: float = INF
+    hi_open: bool = False
+    member: str | None = None  # resume strictly past this member at the seek's score
+
+    def clip_hi(self, value: float, open_: bool) -> None:
+        if value < self.hi or (value == self.hi and open_):
+            self.hi, self.hi_open = value, open_
+
+    def clip_lo(self, value: float, open_: bool) -> None:
+        if value > self.lo or (value == self.lo and open_):
+            self.lo, self.lo_open = value, open_
+
+    def spec(self, value: float, open_: bool) -> str:
+        if value in (INF, -INF):
+            return "+inf" if value > 0 else "-inf"
+        return f"({value!r}" if open_ else repr(value)
+
+    def holds(self, score: float) -> bool:
+        above = score > self.lo or (score == self.lo and not self.lo_open)
+        below = score < self.hi or (score == self.hi and not self.hi_open)
+        return above and below
+
+
+def _score(store: RqStore, queue: str, at: datetime) -> float:
+    # Scores rq writes are whole seconds; rounding undoes the float error of a datetime trip.
+    return round(store.score_of(queue, to_utc(at)), 6)
+
+
+def score_range(store: RqStore, queue: str, window: Window, now: float) -> _Range:
+    r = _Range()
+    if window.hide_expired:
+        r.clip_lo(now, True)  # rq's cleanup drops score <= now: those failures have expired
+    if window.failed_after is not None:
+        r.clip_lo(_score(store, queue, window.failed_after), False)
+    if window.failed_before is not None:
+        r.clip_hi(_score(store, queue, window.failed_before), False)
+    seek = window.seek
+    if seek is None:
+        return r
+    at = _score(store, queue, seek.failed_at)
+    own = split_sort_key(seek.sort_key)
+    if own is not None and own[0] == queue:
+        r.member = own[1]
+        inclusive = True
+    elif own is not None:
+        # Same time, another queue: its rows sort by queue name within that second.
+        inclusive = queue < own[0] if window.newest else queue > own[0]
+    else:
+        inclusive = seek.ties == "keep"
+    if window.newest:
+        r.clip_hi(at, not inclusive)
+    else:
+        r.clip_lo(at, not inclusive)
+    return r
+
+
+def fetch(
+    store: RqStore, queues: list[str], window: Window, n: int, now: float | None = None
+) -> list[Entry]:
+    """Up to ``n`` registry entries past the window's position, merged across ``queues``."""
+    now = time.time() if now is None else now
+    ranges = {queue: score_range(store, queue, window, now) for queue in queues}
+    per_queue: dict[str, list[Entry]] = {}
+    plain = [queue for queue, r in ranges.items() if r.member is None]
+    pipe = store.redis.pipeline(transaction=False)
+    for queue in plain:
+        _page_command(pipe, store.failed(queue), ranges[queue], window.newest, 0, n)
+    for queue, raw in zip(plain, pipe.execute() if plain else [], strict=True):
+        per_queue[queue] = _entries(store, queue, raw, ranges[queue], window.newest)
+    for queue, r in ranges.items():
+        if r.member is not None:
+            per_queue[queue] = _resume(store, queue, r, window.newest, n)
+    merged = heapq.merge(
+        *per_queue.values(), key=lambda entry: entry.order(), reverse=window.newest
+    )
+    out: list[Entry] = []
+    for entry in merged:
+        out.append(entry)
+        if len(out) >= n:
+            break
+    return out
+
+
+def _page_command(pipe: Any, key: str, r: _Range, newest: bool, offset: int, n: int) -> None:
+    lo, hi = r.spec(r.lo, r.lo_open), r.spec(r.hi, r.hi_open)
+    if newest:
+        pipe.zrevrangebyscore(key, hi, lo, start=offset, num=n, withscores=True)
+    else:
+        pipe.zrangebyscore(key, lo, hi, start=offset, num=n, withscores=True)
+
+
+def _entries(
+    store: RqStore, queue: str, raw: list[tuple[bytes, float]], r: _Range, newest: bool
+) -> list[Entry]:
+    out = []
+    for member, score in raw:
+        job_id = text(member)
+        if r.member is not None and score == (r.hi if newest else r.lo):
+            # At the seek's own score: only members past the seek's member.
+            if (job_id >= r.member) if newest else (job_id <= r.member):
+                continue
+        out.append(Entry(queue, job_id, score, store.time_of(queue, score)))
+    return out
+
+
+def _resume(store: RqStore, queue: str, r: _Range, newest: bool, n: int) -> list[Entry]:
+    """The seek's own queue: past its member. By rank when the member is still there (exact in
+    O(log N) however many failures share its second), else by score, skipping the members of
+    that second that were already shown."""
+    assert r.member is not None
+    key = store.failed(queue)
+    pipe = store.redis.pipeline(transaction=False)
+    (pipe.zrevrank if newest else pipe.zrank)(key, r.member)
+    pipe.zscore(key, r.member)
+    rank, score = pipe.execute()
+    at = r.hi if newest else r.lo
+    if rank is not None and score is not None and round(float(score), 6) == at:
+        raw: list[tuple[bytes, float]] = (store.redis.zrevrange if newest else store.redis.zrange)(
+            key, rank + 1, rank + n, withscores=True
+        )  # type: ignore[assignment]
+        by_rank: list[Entry] = []
+        for member, value in raw:
+            if not r.holds(value) and value != at:
+                break  # ordered: once past the range, the rest are too
+            by_rank.append(Entry(queue, text(member), value, store.time_of(queue, value)))
+        return by_rank
+    entries: list[Entry] = []
+    offset = 0
+    fetched = n
+    while len(entries) < n and fetched == n:
+        pipe = store.redis.pipeline(transaction=False)
+        _page_command(pipe, key, r, newest, offset, n)
+        (raw,) = pipe.execute()
+        fetched = len(raw)
+        offset += fetched
+        entries += _entries(store, queue, raw, r, newest)
+    return entries[:n]
