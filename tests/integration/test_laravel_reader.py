@@ -411,6 +411,42 @@ def test_five_megabyte_payload_lists_light_and_shows_in_full(db_url: str) -> Non
         reader.close()
 
 
+def test_a_long_python_traceback_still_names_its_exception_in_the_list(db_url: str) -> None:
+    # Python names the exception on the last line, far past the head a list row reads.
+    frames = "".join(
+        f'  File "/app/jobs.py", line {n}, in step_{n}\n    step()\n' for n in range(200)
+    )
+    text = (
+        f"Traceback (most recent call last):\n{frames}ConnectionRefusedError: [Errno 111] refused"
+    )
+    engine = create_engine(db_url)
+    create_tables(engine)
+    payload = build_payload("App\\Jobs\\Py")
+    with engine.begin() as connection:
+        insert_failed_jobs(
+            connection,
+            [
+                {
+                    "uuid": payload["uuid"],
+                    "connection": "database",
+                    "queue": "q",
+                    "exception": text,
+                    "payload": payload,
+                }
+            ],
+        )
+    engine.dispose()
+    reader = LaravelReader("shop", db_url)
+    try:
+        (job,) = reader.list(JobQuery())
+        detail = reader.get(job.id)
+    finally:
+        reader.close()
+    assert job.exception_class == "ConnectionRefusedError"
+    assert job.exception_message == "[Errno 111] refused"
+    assert detail is not None and job.fingerprint == detail.fingerprint
+
+
 def test_text_that_is_not_utf8(sqlite_url: str) -> None:
     engine = create_engine(sqlite_url)
     create_tables(engine)

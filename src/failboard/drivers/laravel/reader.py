@@ -31,6 +31,9 @@ PAYLOAD_TAIL = 300
 """Characters read from the end of a longer payload: Redis appends ``attempts`` there."""
 EXCEPTION_HEAD = 2_000
 """Characters of an exception a list row reads: class, message and the top of the stack."""
+EXCEPTION_TAIL = 2_000
+"""Characters read from the end of a longer exception: a Python traceback names its exception
+last, after the stack."""
 MAX_QUEUES = 1_000
 MAX_BUCKETS = 500
 """A histogram is one SELECT with a SUM(CASE ...) per bucket; this bounds its width."""
@@ -105,16 +108,22 @@ class LaravelReader:
                 c.queue,
                 c.failed_at,
                 sa.func.substr(c.payload, 1, PAYLOAD_HEAD + 1).label("payload_head"),
-                sa.func.substr(c.exception, 1, EXCEPTION_HEAD).label("exception_head"),
+                sa.func.substr(c.exception, 1, EXCEPTION_HEAD + 1).label("exception_head"),
             ]
             if t.has_uuid:
                 columns.insert(1, c.uuid)
             rows = connection.execute(
                 sa.select(*columns).join_from(t.table, page, c.id == page.c.id).order_by(*order)
             ).all()
-            cut = [row.id for row in rows if len(row.payload_head or "") > PAYLOAD_HEAD]
-            tails = self._tails(connection, t, cut) if cut else {}
-        return [self._list_item(t, row, tails.get(row.id)) for row in rows]
+            long_payloads = [r.id for r in rows if len(r.payload_head or "") > PAYLOAD_HEAD]
+            long_exceptions = [r.id for r in rows if len(r.exception_head or "") > EXCEPTION_HEAD]
+            tails = self._tails(connection, t.c.payload, t, long_payloads, PAYLOAD_TAIL)
+            exception_tails = self._tails(
+                connection, t.c.exception, t, long_exceptions, EXCEPTION_TAIL
+            )
+        return [
+            self._list_item(t, row, tails.get(row.id), exception_tails.get(row.id)) for row in rows
+        ]
 
     def get(self, job_id: str) -> FailedJobDetail | None:
         """One job in full (``job_id`` is its uuid or its numeric id), or None when it is gone."""
@@ -249,21 +258,36 @@ class LaravelReader:
         return sa.or_(past, sa.and_(c.failed_at == at, beyond))
 
     def _tails(
-        self, connection: Connection, t: FailedTable, ids: builtins.list[int]
+        self,
+        connection: Connection,
+        column: sa.ColumnElement[Any],
+        t: FailedTable,
+        ids: builtins.list[int],
+        length: int,
     ) -> dict[int, str]:
-        payload = t.c.payload
+        """The last ``length`` characters of ``column`` for the rows ``ids`` (long texts only)."""
+        if not ids:
+            return {}
         if connection.dialect.name == "sqlite":
-            tail = sa.func.substr(payload, -PAYLOAD_TAIL)
+            tail = sa.func.substr(column, -length)
         else:
-            tail = sa.func.right(payload, PAYLOAD_TAIL)
+            tail = sa.func.right(column, length)
         rows = connection.execute(sa.select(t.c.id, tail.label("tail")).where(t.c.id.in_(ids)))
         return {row.id: row.tail for row in rows}
 
-    def _list_item(self, t: FailedTable, row: Any, tail: str | None) -> FailedJob:
+    def _list_item(
+        self, t: FailedTable, row: Any, tail: str | None, exception_tail: str | None
+    ) -> FailedJob:
         head = row.payload_head or ""
         summary = payload_summary(head, tail, complete=len(head) <= PAYLOAD_HEAD)
         name = summary.get("displayName") or summary.get("commandName")
-        parts = split_exception(row.exception_head)
+        exception = row.exception_head or ""
+        if exception_tail is not None:
+            # Head for PHP (its first block names the exception), tail for Python (its last
+            # line). The tail's first line is cut mid-way: drop it, or it reads as a message.
+            whole_lines = exception_tail[exception_tail.find("\n") + 1 :]
+            exception = exception[:EXCEPTION_HEAD] + "\n" + whole_lines
+        parts = split_exception(exception)
         return FailedJob(
             project=self.project,
             id=t.handle(row),
