@@ -2,8 +2,9 @@
 
 Jobs really raise in a worker subprocess; the reader shows them; the executor (directly, and
 once through the spool and an agent) puts them back; the worker runs them again and we see the
-outcome. rq 3.x runs from the test environment; rq 2.x from ``.venv/rq2-site`` (see
-``_rq2_site``), on Redis database 13 because rq 2.x cannot change its ``rq:`` key prefix.
+outcome. rq 3.x runs from the test environment; rq 2.x from ``.venv/rq2-site`` (installed there
+on first use, see ``_rq2_site``), on Redis database 13 because rq 2.x cannot change its ``rq:``
+key prefix.
 """
 
 from __future__ import annotations
@@ -33,18 +34,29 @@ from tests.services import IN_CI, REDIS_URL, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 RQ2_DB = 13
+RQ2_VERSION = "2.12.0"
+PIP = [sys.executable, "-m", "pip", "install", "-q"]
 
 
 def _rq2_site() -> Path:
+    """A folder with rq 2.x in it, installed on first use (pip --target, not on sys.path)."""
     site = Path(os.environ.get("FAILBOARD_TEST_RQ2_SITE", ROOT / ".venv" / "rq2-site"))
     if not (site / "rq").is_dir():
-        message = (
-            f"rq 2.x is not installed at {site}; install it with: .venv/bin/pip install "
-            f"--target {site} 'rq==2.12.0' --no-deps (or set FAILBOARD_TEST_RQ2_SITE)"
+        done = subprocess.run(
+            [*PIP, "--target", str(site), f"rq=={RQ2_VERSION}", "--no-deps"],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        if done.returncode != 0 or not (site / "rq").is_dir():
+            message = (
+                f"rq {RQ2_VERSION} could not be installed at {site} ({done.stderr.strip()[-300:]});"
+                f" install it with: .venv/bin/pip install --target {site} 'rq=={RQ2_VERSION}' "
+                "--no-deps (or set FAILBOARD_TEST_RQ2_SITE)"
+            )
+            if IN_CI:
+                pytest.fail(message, pytrace=False)
+            pytest.skip(message)
     return site
 
 
