@@ -105,21 +105,46 @@ class Agent:
         """Claim up to ``limit`` actions and run them; how many were handled."""
         self.spool.record_agent(self.project, self.name)
         actions = self.spool.claim(self.project, self.name, self.limit)
-        for index, action in enumerate(actions):
-            if self.stop_event.is_set() and self._grace_over():
-                # Not started: hand it straight back instead of letting its lease run out.
-                for left in actions[index:]:
-                    self._finish(left, error="agent stopped before starting it", retryable=True)
-                break
-            self.run_action(action)
+        if not actions:
+            return 0
+        # One heartbeat keeps every claim of the pass alive, the waiting ones too: an action
+        # queued behind a long one would otherwise lose its lease unstarted, be reaped by another
+        # agent and use up an attempt (with max_attempts such losses, it would end "failed"
+        # though no agent ever crashed).
+        heartbeat = _Heartbeat(self.spool, self.lease_seconds / 3)
+        for action in actions:
+            heartbeat.hold(action)
+        heartbeat.start()
+        try:
+            for index, action in enumerate(actions):
+                if self.stop_event.is_set() and self._grace_over():
+                    # Not started: hand it straight back instead of letting its lease run out.
+                    for left in actions[index:]:
+                        heartbeat.release(left.id)
+                        self._finish(left, error="agent stopped before starting it", retryable=True)
+                    break
+                self.run_action(action, heartbeat)
+        finally:
+            heartbeat.stop()
         return len(actions)
 
     # -- one action --------------------------------------------------------------------------
 
-    def run_action(self, action: Action) -> None:
+    def run_action(self, action: Action, heartbeat: _Heartbeat | None = None) -> None:
+        """Run one claimed action and record its outcome. ``heartbeat`` is the pass's (which
+        already holds the claim); without one, the action gets its own."""
         token = action.claim_token
         if token is None:
             raise SpoolError(f"action {action.id} was not claimed (no claim token)")
+        if heartbeat is None:
+            own = _Heartbeat(self.spool, self.lease_seconds / 3)
+            own.hold(action)
+            own.start()
+            try:
+                self.run_action(action, own)
+            finally:
+                own.stop()
+            return
         log.info(
             "action %s: %s on %s (attempt %s)",
             action.id,
@@ -130,12 +155,13 @@ class Agent:
         try:
             # Claimed a while ago (a long action before it in the batch)? Make sure it is still
             # ours before touching any job.
+            if heartbeat.is_lost(action.id):
+                raise LeaseLost()
             self.spool.heartbeat(action.id, token)
         except LeaseLost:
+            heartbeat.release(action.id)
             log.warning("action %s: lease lost before it started; skipping", action.id)
             return
-        heartbeat = _Heartbeat(self.spool, action.id, token, self.lease_seconds / 3)
-        heartbeat.start()
         try:
             result = self._execute(action, self._progress(action.id, token, heartbeat))
         except LeaseLost:
@@ -152,8 +178,9 @@ class Agent:
             self._finish(action, error=f"{type(exc).__name__}: {exc}", retryable=True)
             return
         finally:
-            heartbeat.stop()
-        if heartbeat.lost:
+            # The outcome write below is fenced by itself; no more beats for this one.
+            lost = heartbeat.release(action.id)
+        if lost:
             log.warning("action %s: lease lost during the last batch", action.id)
             return
         self._finish(action, result=result)
@@ -186,7 +213,7 @@ class Agent:
 
         def report(done: int, total: int | None) -> None:
             nonlocal last
-            if heartbeat.lost:
+            if heartbeat.is_lost(action_id):
                 raise LeaseLost()
             if self.stop_event.is_set() and self._grace_over():
                 raise AgentStopped(
@@ -237,18 +264,32 @@ class Agent:
 
 
 class _Heartbeat:
-    """Extends the lease from a side thread, so a long batch never lets it run out."""
+    """Extends the leases of every claim the agent holds from a side thread, so that neither a
+    long batch nor a long wait behind another action lets a lease run out."""
 
-    def __init__(self, spool: Spool, action_id: int, token: str, every: float) -> None:
+    def __init__(self, spool: Spool, every: float) -> None:
         self.spool = spool
-        self.action_id = action_id
-        self.token = token
         self.every = max(0.2, every)
-        self.lost = False
+        self._held: dict[int, str] = {}
+        self._lost: set[int] = set()
+        self._lock = threading.Lock()
         self._done = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"failboard-heartbeat-{action_id}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="failboard-heartbeat", daemon=True)
+
+    def hold(self, action: Action) -> None:
+        if action.claim_token is not None:
+            with self._lock:
+                self._held[action.id] = action.claim_token
+
+    def release(self, action_id: int) -> bool:
+        """Stop beating for ``action_id``; whether its lease was lost meanwhile."""
+        with self._lock:
+            self._held.pop(action_id, None)
+            return action_id in self._lost
+
+    def is_lost(self, action_id: int) -> bool:
+        with self._lock:
+            return action_id in self._lost
 
     def start(self) -> None:
         self._thread.start()
@@ -259,11 +300,17 @@ class _Heartbeat:
 
     def _run(self) -> None:
         while not self._done.wait(self.every):
-            try:
-                self.spool.heartbeat(self.action_id, self.token)
-            except LeaseLost:
-                self.lost = True
-                return
-            except SpoolError as exc:
-                # A short outage: the lease still has time; try again next beat.
-                log.warning("action %s: heartbeat failed: %s", self.action_id, exc)
+            with self._lock:
+                held = list(self._held.items())
+            for action_id, token in held:
+                if self._done.is_set():
+                    return
+                try:
+                    self.spool.heartbeat(action_id, token)
+                except LeaseLost:
+                    with self._lock:
+                        self._lost.add(action_id)
+                        self._held.pop(action_id, None)
+                except SpoolError as exc:
+                    # A short outage: the lease still has time; try again next beat.
+                    log.warning("action %s: heartbeat failed: %s", action_id, exc)
