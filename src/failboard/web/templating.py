@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,13 +52,20 @@ def path_part(value: str) -> str:
     return quote(value, safe="")
 
 
+def as_text(value: Any) -> str:
+    """A payload value as its owner wrote it: JSON (null, false, 3), not Python (None, False)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
 def query_string(params: list[tuple[str, str]], **extra: str) -> str:
     pairs = [(k, v) for k, v in params if k not in extra] + [(k, v) for k, v in extra.items() if v]
     return urlencode(pairs)
 
 
 env = templates.env
-env.filters.update(when=when, iso=iso, ago=ago, number=number, path_part=path_part)
+env.filters.update(when=when, iso=iso, ago=ago, number=number, path_part=path_part, as_text=as_text)
 env.globals.update(query_string=query_string)
 
 
