@@ -222,8 +222,17 @@ class Agent:
                 )
             now = time.monotonic()
             if now - last >= PROGRESS_INTERVAL or (total is not None and done >= total):
+                try:
+                    self.spool.progress(action_id, token, done, total)
+                except LeaseLost:
+                    raise
+                except SpoolError as exc:
+                    # A spool blip must not abort the work (and use up an attempt): the
+                    # batches live in the project's store, the lease still has time and the
+                    # heartbeat keeps trying; progress is written again after the next batch.
+                    log.warning("action %s: progress not recorded: %s", action_id, exc)
+                    return
                 last = now
-                self.spool.progress(action_id, token, done, total)
 
         return report
 
