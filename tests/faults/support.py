@@ -33,6 +33,7 @@ __all__ = [
     "AgentProcess",
     "Ledger",
     "agent_config",
+    "agents",
     "ledger",
     "seed",
     "spool_for",

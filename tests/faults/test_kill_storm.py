@@ -1,0 +1,170 @@
+"""Many agents, random kill -9 and restart, thousands of actions: no job pushed twice, none
+lost, and every action ends (completed or failed) within lease + sweep of its agent's death.
+
+The issue asks for 20 agents over 10,000 actions; on the 2-core CI machines that does not fit
+in a minute (each agent process costs ~1.4 s of CPU just to start, and an action costs ~4 spool
+commits), so this runs the same storm at the scale stated in SCALE and in docs/reliability.md.
+``FAILBOARD_FAULT_AGENTS`` / ``_ACTIONS`` / ``_KILLS`` run it bigger on a bigger machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import random
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from failboard.models import Action, ActionKind, ActionStatus
+from failboard.spool import EventKind, Spool
+from tests.faults.support import AgentProcess, agent_config, ledger, seed, spool_for, wait_until
+from tests.services import fresh_database
+
+AGENTS = int(os.environ.get("FAILBOARD_FAULT_AGENTS", "6"))
+ACTIONS = int(os.environ.get("FAILBOARD_FAULT_ACTIONS", "300"))
+KILLS = int(os.environ.get("FAILBOARD_FAULT_KILLS", "6"))
+JOBS_PER_ACTION = 5
+LEASE = 5
+LIMIT = 2
+# There is no separate sweeper: an expired lease is reaped by the next claim of any agent of the
+# project, i.e. within one poll interval (0.2 s) of an idle agent, or one pass (LIMIT actions)
+# of a busy one. SWEEP bounds that on a loaded 2-core machine.
+SWEEP = 5.0
+SCALE = f"{AGENTS} agents, {ACTIONS} actions x {JOBS_PER_ACTION} jobs, {KILLS} kill -9"
+
+
+def _all_actions(spool: Spool) -> list[Action]:
+    found: list[Action] = []
+    before: int | None = None
+    while page := spool.list(limit=1000, before_id=before):
+        found += page
+        before = page[-1].id
+    return found
+
+
+def test_random_kill9_storm_loses_nothing_and_doubles_nothing(tmp_path: Path) -> None:
+    rng = random.Random(8)
+    with fresh_database("postgres") as url:
+        ids = seed(url, ACTIONS * JOBS_PER_ACTION)
+        spool = spool_for(url, lease_seconds=LEASE, max_attempts=5)
+        config = agent_config(
+            tmp_path,
+            spool_url=url,
+            project_url=url,
+            lease_seconds=LEASE,
+            max_attempts=5,
+            limit=LIMIT,
+        )
+        chunks = [ids[i : i + JOBS_PER_ACTION] for i in range(0, len(ids), JOBS_PER_ACTION)]
+        actions = [spool.submit("shop", ActionKind.RETRY, {"job_ids": c}) for c in chunks]
+        wanted = {a.id: set(c) for a, c in zip(actions, chunks, strict=True)}
+        a = spool.tables.actions
+
+        def unfinished() -> int:
+            with spool.engine.connect() as connection:
+                return int(
+                    connection.execute(
+                        sa.select(sa.func.count()).where(a.c.status.in_(("pending", "processing")))
+                    ).scalar_one()
+                )
+
+        def holders() -> set[str]:
+            with spool.engine.connect() as connection:
+                query = sa.select(a.c.claimed_by).where(a.c.status == "processing").distinct()
+                return {str(name) for name in connection.execute(query).scalars()}
+
+        def seen(agent: AgentProcess) -> bool:
+            g = spool.tables.agents
+            with spool.engine.connect() as connection:
+                names = connection.execute(sa.select(g.c.agent)).scalars()
+                return any(str(name).endswith(agent.name_suffix) for name in names)
+
+        started = time.monotonic()
+        running = [AgentProcess(config, i) for i in range(AGENTS)]
+        everyone = list(running)
+        deaths: dict[str, datetime] = {}  # ":pid" -> when it was killed (wall clock, UTC)
+        try:
+            kills = 0
+            while kills < KILLS and unfinished() > 0:
+                time.sleep(rng.uniform(0.5, 1.5))
+                # A random agent among those holding a claim right now: killing one that is
+                # still starting up (or idle) would prove nothing.
+                busy = holders()
+                candidates = [
+                    i
+                    for i, agent in enumerate(running)
+                    if any(name.endswith(agent.name_suffix) for name in busy)
+                ]
+                if not candidates:
+                    continue
+                victim = rng.choice(candidates)
+                running[victim].kill9()
+                deaths[running[victim].name_suffix] = datetime.now(UTC)
+                kills += 1
+                fresh = running[victim] = AgentProcess(config, len(everyone))
+                everyone.append(fresh)
+                # One death at a time: "taken back within lease + sweep" needs a live agent to
+                # sweep, and a restart costs seconds of CPU here.
+                wait_until(functools.partial(seen, fresh), 60, "the restarted agent")
+            last_kill = time.monotonic()
+            # After the last death, what it held comes back within lease + sweep; the rest is
+            # draining at full speed.
+            wait_until(lambda: unfinished() == 0, LEASE + 60, "every action to end", every=0.25)
+            tail = time.monotonic() - last_kill
+            elapsed = time.monotonic() - started
+            for agent in running:
+                agent.terminate()
+            codes = [agent.process.wait(timeout=20) for agent in running]
+            final = _all_actions(spool)
+            e = spool.tables.events
+            with spool.engine.connect() as connection:
+                events = connection.execute(
+                    sa.select(e.c.action_id, e.c.kind, e.c.at, e.c.detail)
+                ).all()
+        finally:
+            for agent in everyone:
+                if agent.alive():
+                    agent.process.kill()
+            spool.close()
+
+        book = ledger(url)
+        assert codes == [0] * AGENTS
+        assert len(final) == ACTIONS
+        statuses = Counter(action.status for action in final)
+        reaped = [ev for ev in events if ev.kind == EventKind.REAPED]
+        outcomes = Counter(ev.action_id for ev in events if ev.kind in ("completed", "failed"))
+        # How long each killed agent's actions waited before the reaper took them back.
+        waits = []
+        for ev in reaped:
+            detail = json.loads(ev.detail)
+            claimer = str(detail["claimed_by"])
+            died = next((t for s, t in deaths.items() if claimer.endswith(s)), None)
+            if died is not None:
+                waits.append((ev.at.replace(tzinfo=UTC) - died).total_seconds())
+        print(
+            f"\n{SCALE}: {elapsed:.1f} s in all; {len(reaped)} actions taken back, "
+            f"taken back {min(waits, default=0):.1f}-{max(waits, default=0):.1f} s after the "
+            f"kill (lease {LEASE} s); "
+            f"all ended {tail:.1f} s after the last kill; statuses {dict(statuses)}"
+        )
+        # 0 duplicate effects: each job pushed at most once, and every job accounted for.
+        assert book.duplicates() == {}
+        assert book.lost(ids) == []
+        # Each action ended exactly once, completed (or failed after its attempts).
+        assert set(statuses) <= {ActionStatus.COMPLETED, ActionStatus.FAILED}
+        assert max(outcomes.values()) == 1 and len(outcomes) == ACTIONS
+        for action in final:
+            if action.status is ActionStatus.COMPLETED:
+                assert action.result is not None
+                assert action.result.succeeded + action.result.missing == JOBS_PER_ACTION
+            else:  # its jobs were pushed once or are still there to retry: never half-done
+                assert all(j in book.pushed or j in book.still_failed for j in wanted[action.id])
+        assert sum(book.pushed.values()) + len(book.still_failed) == len(ids)
+        assert reaped, "no kill hit an agent holding an action: the storm proved nothing"
+        # Every action a dead agent held was taken back within lease + sweep.
+        assert max(waits) <= LEASE + SWEEP
