@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
 
 from failboard.agent import Agent
+from failboard.config import parse_settings
 from failboard.drivers.laravel import LaravelExecutor
 from failboard.models import ActionKind, ActionStatus
 from failboard.spool import Spool
+from failboard.web import create_app
 from tests.faults.proxy import Proxy
-from tests.faults.support import ledger, seed, spool_for, wait_until
+from tests.faults.support import agent_config, agents, ledger, seed, spool_for, wait_until
 from tests.services import fresh_database
 
 LEASE = 5
@@ -49,3 +54,87 @@ def test_a_spool_blip_shorter_than_the_lease_does_not_interrupt_a_long_action() 
         assert final.result is not None and final.result.succeeded == jobs
         book = ledger(url)
         assert book.duplicates() == {} and sorted(book.pushed) == sorted(ids)
+
+
+OUTAGE = 10.0
+ACTIONS = 150
+JOBS_PER_ACTION = 5
+
+
+def test_agents_and_dashboard_ride_out_a_10_second_spool_outage(tmp_path: Path) -> None:
+    with fresh_database("postgres") as url, Proxy.for_url(url) as proxy:
+        ids = seed(url, ACTIONS * JOBS_PER_ACTION)
+        spool = spool_for(url, lease_seconds=LEASE)  # the test's own view: never cut
+        chunks = [ids[i : i + JOBS_PER_ACTION] for i in range(0, len(ids), JOBS_PER_ACTION)]
+        actions = [spool.submit("shop", ActionKind.RETRY, {"job_ids": c}) for c in chunks]
+        # Agents and dashboard reach the spool only through the proxy; the project's store
+        # (the same server, another path) stays reachable, as when only the spool host fails.
+        config = agent_config(
+            tmp_path, spool_url=proxy.url(url), project_url=url, lease_seconds=LEASE, limit=2
+        )
+        settings = parse_settings(
+            f'[spool]\nurl = "{proxy.url(url)}"\nlease_seconds = {LEASE}\n'
+            f'[server]\nstore_timeout_seconds = 2\n[[projects]]\nkey = "shop"\n'
+            f'driver = "laravel"\nurl = "{url}"\n',
+            environ={},
+        )
+
+        def completed() -> int:
+            return len(spool.list(status=ActionStatus.COMPLETED, limit=1000))
+
+        with agents(config, 3) as running, TestClient(create_app(settings, inline=False)) as web:
+            wait_until(lambda: completed() >= 15, 60, "the agents to get going")
+            assert web.get("/api/v1/actions").status_code == 200
+
+            proxy.cut()
+            cut_at = time.monotonic()
+            before = completed()
+            # The dashboard, while the spool is down: a prompt, clear 503 for what needs the
+            # spool; the failed-jobs list (the projects' own stores) still answers.
+            asked = time.monotonic()
+            down = web.get("/api/v1/actions")
+            answered_down = time.monotonic() - asked
+            assert down.status_code == 503
+            assert "spool" in down.json()["detail"] and "cannot connect" in down.json()["detail"]
+            listing = web.get("/api/v1/jobs")
+            assert listing.status_code == 200 and listing.json()["errors"] == []
+            time.sleep(max(0.0, OUTAGE - (time.monotonic() - cut_at)))
+            done_during = completed() - before
+            assert all(agent.alive() for agent in running), "an agent died in the outage"
+            proxy.restore()
+            restored = time.monotonic()
+
+            dashboard_back = wait_until(
+                lambda: web.get("/api/v1/actions").status_code == 200, 30, "the dashboard"
+            )
+            agents_back = wait_until(lambda: completed() > before, 30, "a completion", every=0.05)
+            wait_until(
+                lambda: all(spool.get(a.id).status.finished for a in actions),
+                60,
+                "every action to end",
+                every=0.5,
+            )
+            drained = time.monotonic() - restored
+            for agent in running:
+                agent.terminate()
+            codes = [agent.process.wait(timeout=20) for agent in running]
+        final = [spool.get(a.id) for a in actions]
+        spool.close()
+
+        print(
+            f"\nspool cut {OUTAGE:g} s: dashboard 503 in {answered_down * 1000:.0f} ms; "
+            f"after restore: dashboard back in {dashboard_back:.2f} s, agents completing again "
+            f"in {agents_back:.2f} s, all {ACTIONS} actions done {drained:.1f} s after; "
+            f"{sum(a.attempts > 1 for a in final)} action(s) needed a second attempt"
+        )
+        assert done_during == 0, "something completed without a spool?"
+        assert proxy.refused > 0
+        assert codes == [0, 0, 0]
+        assert answered_down < 5
+        assert [a.status for a in final] == [ActionStatus.COMPLETED] * ACTIONS
+        for action in final:
+            assert action.result is not None
+            assert action.result.succeeded + action.result.missing == JOBS_PER_ACTION
+        book = ledger(url)
+        assert book.duplicates() == {}
+        assert sorted(book.pushed) == sorted(ids) and book.still_failed == set()
