@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[all,dev]'
+	# rq 2.x beside rq 3, off sys.path: the RQ tests run real 2.x workers from it.
+	$(BIN)/python -m pip install -q --no-deps --target $(VENV)/rq2-site 'rq==2.12.0'
 	touch $(STAMP)
 
 demo: $(STAMP)  ## the embedded demo: SQLite, no servers needed
