@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-
 from failboard.aggregate import Aggregator
 from failboard.board_types import Group, ProjectStatus
 from failboard.config import ProjectSettings, Settings
@@ -191,17 +189,12 @@ class Board:
         return results, errors
 
     def action_counts(self) -> dict[tuple[str, str, str], int]:
-        """(project, action, status) → how many actions the spool holds, for /metrics."""
-        a = self.spool.tables.actions
-        query = sa.select(a.c.project, a.c.action, a.c.status, sa.func.count()).group_by(
-            a.c.project, a.c.action, a.c.status
-        )
+        """(project, action, status) → how many actions the spool holds; empty when the spool
+        cannot answer (the metrics page still renders)."""
         try:
-            with self.spool.engine.connect() as connection:
-                rows = connection.execute(query).all()
-        except sa.exc.SQLAlchemyError:
+            return self.spool.action_counts()
+        except FailboardError:
             return {}
-        return {(str(p), str(k), str(s)): int(n) for p, k, s, n in rows}
 
     def get_job(self, project: str, job_id: str) -> FailedJobDetail:
         self.project(project)

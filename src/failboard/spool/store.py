@@ -211,6 +211,16 @@ class Spool(AgentOperations):
             rows = self._read(lambda c: c.execute(query).all())
         return {project: int(count) for project, count in rows}
 
+    def action_counts(self) -> dict[tuple[str, str, str], int]:
+        """(project, action, status) → how many actions the spool holds (for /metrics)."""
+        a = self.tables.actions
+        query = sa.select(a.c.project, a.c.action, a.c.status, sa.func.count()).group_by(
+            a.c.project, a.c.action, a.c.status
+        )
+        with self._errors():
+            rows = self._read(lambda c: c.execute(query).all())
+        return {(str(p), str(k), str(s)): int(n) for p, k, s, n in rows}
+
     def open_actions_for_jobs(self, project: str, job_ids: Sequence[str]) -> dict[str, Action]:
         """Job id → the open (pending or processing) retry/delete action that names it, so that
         the UI does not offer to retry a job twice. Scans the newest ``OPEN_SCAN`` open actions."""
