@@ -23,9 +23,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError
 
 from failboard.db import create_engine, immediate
+from failboard.drivers import sqltable
 from failboard.drivers.base import Progress, ResultTally, no_progress
 from failboard.drivers.laravel.options import CAPABILITIES, Options
 from failboard.drivers.laravel.payload import PayloadError, reset_for_retry
@@ -36,8 +36,7 @@ from failboard.models import ActionResult
 
 __all__ = ["LaravelExecutor"]
 
-ATTEMPTS = 3
-"""Tries per batch when the database reports a deadlock or a lost race."""
+ATTEMPTS = sqltable.ATTEMPTS
 
 
 class _Raced(Exception):
@@ -268,17 +267,10 @@ class LaravelExecutor:
 
     def _walk(self, t: FailedTable, scope: list[sa.ColumnElement[bool]]) -> Iterator[list[int]]:
         """Batches of ids in the scope, by ascending id: bounded memory at any table size."""
-        last: int | None = None
-        while True:
-            query = sa.select(t.c.id).where(*scope).order_by(t.c.id).limit(self.batch_size)
-            if last is not None:
-                query = query.where(t.c.id > last)
-            with self._store.errors(), self._store.engine.connect() as connection:
-                ids = list(connection.execute(query).scalars())
-            if not ids:
-                return
-            last = ids[-1]
-            yield ids
+        store = self._store
+        return sqltable.walk_ids(
+            store.engine, t.table, t.c.id, scope, self.batch_size, errors=store.errors
+        )
 
     def _check_jobs_table(self, connection: Connection) -> None:
         if self._jobs_checked:
@@ -349,18 +341,7 @@ def _not_database(connection: str | None) -> str:
 
 
 def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, _Raced):
-        return True
-    cause = exc.__cause__
-    if not isinstance(cause, DBAPIError):
-        return False
-    orig = cause.orig
-    if getattr(orig, "sqlstate", None) in ("40001", "40P01"):  # PostgreSQL serialization/deadlock
-        return True
-    args = getattr(orig, "args", ())
-    if args and args[0] in (1205, 1213):  # MySQL lock wait timeout / deadlock
-        return True
-    return "database is locked" in str(orig)
+    return isinstance(exc, _Raced) or sqltable.transient(exc)
 
 
 def _gave_up(what: str) -> StoreError:
@@ -369,9 +350,5 @@ def _gave_up(what: str) -> StoreError:
     )
 
 
-def _unique(job_ids: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(str(job_id) for job_id in job_ids))
-
-
-def _chunks(items: list[str], size: int) -> list[list[str]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+_unique = sqltable.unique
+_chunks = sqltable.chunks

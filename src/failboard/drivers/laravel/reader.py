@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from failboard.db import create_engine
+from failboard.drivers import sqltable
 from failboard.drivers.base import Count
 from failboard.drivers.laravel.options import CAPABILITIES, Options
 from failboard.drivers.laravel.payload import decode_payload, json_string, payload_summary
@@ -164,16 +165,8 @@ class LaravelReader:
         store = self._store
         with store.errors(), store.engine.connect() as connection:
             t = store.table(connection)
-            matching = (
-                sa.select(sa.literal(1).label("one"))
-                .select_from(t.table)
-                .where(*self._conditions(t, query.model_copy(update={"seek": None})))
-                .limit(cap + 1)
-                .subquery("matching")
-            )
-            value = connection.execute(sa.select(sa.func.count()).select_from(matching)).scalar()
-        total = int(value or 0)
-        return Count(value=min(total, cap), capped=total > cap)
+            conditions = self._conditions(t, query.model_copy(update={"seek": None}))
+            return sqltable.capped_count(connection, t.table, conditions, cap)
 
     def queues(self) -> builtins.list[str]:
         """The queue names that have failed jobs, sorted."""
@@ -197,14 +190,8 @@ class LaravelReader:
         store = self._store
         with store.errors(), store.engine.connect() as connection:
             t = store.table(connection)
-            at = t.c.failed_at
             edges = [store.to_store(start + step * i) for i in range(buckets + 1)]
-            sums = [
-                sa.func.sum(sa.case((sa.and_(at >= edges[i], at < edges[i + 1]), 1), else_=0))
-                for i in range(buckets)
-            ]
-            row = connection.execute(sa.select(*sums).where(at >= edges[0], at < edges[-1])).first()
-        return [int(value or 0) for value in (row or [0] * buckets)]
+            return sqltable.histogram(connection, t.c.failed_at, edges)
 
     def ping(self) -> None:
         """Reach the database and check that the table is a Laravel ``failed_jobs`` table."""
@@ -241,21 +228,7 @@ class LaravelReader:
         return conditions
 
     def _seek_condition(self, t: FailedTable, seek: Seek, order: str) -> sa.ColumnElement[bool]:
-        c = t.c
-        at = self._store.to_store(seek.failed_at)
-        newest = order == "newest"
-        past = c.failed_at < at if newest else c.failed_at > at
-        if seek.sort_key is None:
-            if seek.ties == "skip":
-                return past
-            # "keep": the rows AT failed_at are still to come.
-            return c.failed_at <= at if newest else c.failed_at >= at
-        try:
-            key = int(seek.sort_key)
-        except ValueError:
-            raise InvalidRequest("cursor: not a cursor this server gave out") from None
-        beyond = c.id < key if newest else c.id > key
-        return sa.or_(past, sa.and_(c.failed_at == at, beyond))
+        return sqltable.seek_condition(t.c.failed_at, t.c.id, seek, order, self._store.to_store)
 
     def _tails(
         self,
@@ -305,9 +278,7 @@ class LaravelReader:
 
 
 def _order(t: FailedTable, order: str) -> tuple[sa.ColumnElement[Any], ...]:
-    if order == "oldest":
-        return (t.c.failed_at.asc(), t.c.id.asc())
-    return (t.c.failed_at.desc(), t.c.id.desc())
+    return sqltable.keyset_order(t.c.failed_at, t.c.id, order)
 
 
 def _like_escape(text: str) -> str:

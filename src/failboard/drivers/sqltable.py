@@ -1,0 +1,166 @@
+"""SQL machinery shared by every driver whose failures live in a SQL table.
+
+Laravel's ``failed_jobs`` and failboard's own failures table (Celery, Huey, arq, taskiq) are read
+and changed the same way: keyset pages over ``(failed_at, id)``, counts that stop at a cap, a
+histogram in one pass, and bulk work walked by id in batches. The pieces here take the columns
+and a ``to_store`` time conversion, so that each table keeps its own idea of time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from failboard.drivers.base import Count
+from failboard.exceptions import InvalidRequest
+from failboard.models import Order, Seek
+
+__all__ = [
+    "ATTEMPTS",
+    "capped_count",
+    "chunks",
+    "histogram",
+    "keyset_order",
+    "seek_condition",
+    "transient",
+    "unique",
+    "walk_ids",
+]
+
+ATTEMPTS = 3
+"""Tries per batch when the database reports a deadlock or a lost race."""
+
+ToStore = Callable[[datetime], Any]
+T = TypeVar("T")
+
+
+def keyset_order(
+    at: sa.ColumnElement[Any], key: sa.ColumnElement[Any], order: Order | str
+) -> tuple[sa.ColumnElement[Any], ...]:
+    """ORDER BY of a keyset page: ``(failed_at, id)``, newest first unless ``order`` is oldest."""
+    if order == "oldest":
+        return (at.asc(), key.asc())
+    return (at.desc(), key.desc())
+
+
+def seek_condition(
+    at: sa.ColumnElement[Any],
+    key: sa.ColumnElement[Any],
+    seek: Seek,
+    order: Order | str,
+    to_store: ToStore,
+) -> sa.ColumnElement[bool]:
+    """Rows strictly past ``seek`` in ``order``; the sort key is the table's integer id."""
+    stored = to_store(seek.failed_at)
+    newest = order == "newest"
+    past: sa.ColumnElement[bool] = at < stored if newest else at > stored
+    if seek.sort_key is None:
+        if seek.ties == "skip":
+            return past
+        # "keep": the rows AT failed_at are still to come.
+        keep: sa.ColumnElement[bool] = at <= stored if newest else at >= stored
+        return keep
+    try:
+        value = int(seek.sort_key)
+    except ValueError:
+        raise InvalidRequest("cursor: not a cursor this server gave out") from None
+    beyond = key < value if newest else key > value
+    return sa.or_(past, sa.and_(at == stored, beyond))
+
+
+def capped_count(
+    connection: Connection,
+    table: sa.FromClause,
+    conditions: Sequence[sa.ColumnElement[bool]],
+    cap: int,
+) -> Count:
+    """How many rows match, counting no further than ``cap`` (a LIMIT inside the count)."""
+    matching = (
+        sa.select(sa.literal(1).label("one"))
+        .select_from(table)
+        .where(*conditions)
+        .limit(cap + 1)
+        .subquery("matching")
+    )
+    value = connection.execute(sa.select(sa.func.count()).select_from(matching)).scalar()
+    total = int(value or 0)
+    return Count(value=min(total, cap), capped=total > cap)
+
+
+def histogram(
+    connection: Connection,
+    at: sa.ColumnElement[Any],
+    edges: Sequence[Any],
+    conditions: Sequence[sa.ColumnElement[bool]] = (),
+) -> list[int]:
+    """Rows per bucket ``[edges[i], edges[i+1])`` in one SELECT.
+
+    One ``SUM(CASE ...)`` per bucket instead of a GROUP BY over a date expression: date functions
+    differ on every database, while comparisons with bound timestamps are portable and use an
+    index on ``failed_at`` where there is one.
+    """
+    buckets = len(edges) - 1
+    sums = [
+        sa.func.sum(sa.case((sa.and_(at >= edges[i], at < edges[i + 1]), 1), else_=0))
+        for i in range(buckets)
+    ]
+    row = connection.execute(
+        sa.select(*sums).where(at >= edges[0], at < edges[-1], *conditions)
+    ).first()
+    return [int(value or 0) for value in (row or [0] * buckets)]
+
+
+def walk_ids(
+    engine: Engine,
+    table: sa.FromClause,
+    key: sa.ColumnElement[Any],
+    scope: Sequence[sa.ColumnElement[bool]],
+    batch_size: int,
+    errors: Callable[[], AbstractContextManager[None]] = nullcontext,
+) -> Iterator[list[Any]]:
+    """Batches of ids in the scope, by ascending id: bounded memory at any table size.
+
+    Each batch is read in its own short transaction, so that work done on one batch (and rows
+    that leave the scope meanwhile) never holds a long read open. ``errors`` wraps each read
+    (a store's error translation)."""
+    last: Any = None
+    while True:
+        query = sa.select(key).where(*scope).order_by(key).limit(batch_size)
+        if last is not None:
+            query = query.where(key > last)
+        with errors(), engine.connect() as connection:
+            ids = list(connection.execute(query).scalars())
+        if not ids:
+            return
+        last = ids[-1]
+        yield ids
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a translated store error was a deadlock, a serialization failure or a lock wait:
+    worth doing the batch again."""
+    cause = exc.__cause__
+    if not isinstance(cause, DBAPIError):
+        return False
+    orig = cause.orig
+    if getattr(orig, "sqlstate", None) in ("40001", "40P01"):  # PostgreSQL serialization/deadlock
+        return True
+    args = getattr(orig, "args", ())
+    if args and args[0] in (1205, 1213):  # MySQL lock wait timeout / deadlock
+        return True
+    return "database is locked" in str(orig)
+
+
+def unique(job_ids: Sequence[str]) -> list[str]:
+    """The ids as strings, each once, in their first order."""
+    return list(dict.fromkeys(str(job_id) for job_id in job_ids))
+
+
+def chunks(items: Sequence[T], size: int) -> list[list[T]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
