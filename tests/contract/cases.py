@@ -19,8 +19,11 @@ from failboard.config import ProjectSettings
 from failboard.db import create_engine
 from failboard.drivers import registry
 from failboard.drivers.base import Executor, Reader
+from failboard.drivers.celery import CeleryResender
 from failboard.drivers.laravel import payload as laravel_payload
 from failboard.drivers.laravel import schema as laravel_schema
+from failboard.failures import Failure, FailuresExecutor, Recorder
+from tests.celery_support import celery_app, queued_messages
 from tests.rq_jobs import fresh_prefix, plant
 from tests.services import fresh_database
 
@@ -125,9 +128,70 @@ def rq_case() -> Iterator[DriverCase]:
             executor.close()
 
 
+@contextmanager
+def celery_case(kind: str) -> Iterator[DriverCase]:
+    """Failures written by the real Recorder into the failures table on ``kind``; retries
+    re-sent by a real Celery app to the real Redis broker (keys under a fresh prefix)."""
+    with fresh_database(kind) as url, fresh_prefix() as (client, redis_url, prefix):
+        app = celery_app(redis_url, prefix)
+        recorder = Recorder(url, "contract")
+        project = ProjectSettings.model_validate(
+            {"key": "contract", "driver": "celery", "url": url}
+        )
+
+        def make_failures(specs: list[Spec]) -> list[str]:
+            ids = [str(uuid.uuid4()) for _ in specs]
+            for job_id, spec in zip(ids, specs, strict=True):
+                trace = (
+                    "Traceback (most recent call last):\n"
+                    '  File "/app/tasks.py", line 7, in run\n    raise error\n'
+                    f"{spec.exception_class}: {spec.message}\n"
+                )
+                failure = Failure(
+                    engine="celery",
+                    job_id=job_id,
+                    name=spec.name,
+                    queue=spec.queue,
+                    args=[1, "two"],
+                    kwargs={"three": 3},
+                    exception_class=spec.exception_class,
+                    exception_message=spec.message,
+                    traceback=trace,
+                    attempts=1,
+                    failed_at=spec.failed_at,
+                )
+                assert recorder.record(failure)
+            return ids
+
+        def requeued() -> list[str]:
+            return [
+                message["headers"]["failboard_retry_of"]
+                for queue in ("emails", "payments")
+                for message in queued_messages(client, prefix, queue)
+            ]
+
+        reader = registry.make_reader(project, 5.0)
+        executor = FailuresExecutor(
+            "contract",
+            url,
+            resender=lambda: CeleryResender("contract", app),
+            batch_size=2,  # small: many batches
+        )
+        try:
+            yield DriverCase(reader, executor, make_failures, requeued)
+        finally:
+            reader.close()
+            executor.close()
+            recorder.close()
+            app.close()
+
+
 CASES: dict[str, Callable[[], AbstractContextManager[DriverCase]]] = {
     "rq": rq_case,
     "laravel-sqlite": lambda: laravel_case("sqlite"),
     "laravel-postgres": lambda: laravel_case("postgres"),
     "laravel-mysql": lambda: laravel_case("mysql"),
+    "celery-sqlite": lambda: celery_case("sqlite"),
+    "celery-postgres": lambda: celery_case("postgres"),
+    "celery-mysql": lambda: celery_case("mysql"),
 }

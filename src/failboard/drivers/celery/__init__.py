@@ -1,0 +1,58 @@
+"""The ``celery`` driver: Celery's final failures, as the recorder writes them into failboard's
+failures table (:mod:`failboard.integrations.celery` installs it in the project).
+
+The dashboard reads the table (:class:`~failboard.failures.FailuresReader`); the project's agent
+deletes and prunes rows and retries jobs by re-sending them with the project's own Celery app
+(the ``app`` option, ``"proj.celery:app"``), then deleting their rows.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from failboard.drivers.celery.resender import CeleryResender
+from failboard.failures import (
+    CAPABILITIES,
+    FailuresExecutor,
+    FailuresReader,
+    RecorderOptions,
+    options_of,
+)
+
+if TYPE_CHECKING:
+    from failboard.config import ProjectSettings
+
+__all__ = ["CAPABILITIES", "CeleryResender", "Options", "make_executor", "make_reader"]
+
+
+class Options(RecorderOptions):
+    """``table`` and ``app`` (see :class:`~failboard.failures.RecorderOptions`), and:
+
+    ``keep_task_id``: re-send a task under its original id instead of a new one, so that a
+    caller waiting on ``AsyncResult(original_id)`` sees the re-run's result. Off by default:
+    with a new id, the original failure and each re-run stay apart (the re-sent message carries
+    the original id in its ``failboard_retry_of`` header, and a re-run that fails again is
+    recorded with ``retry_of`` set).
+    """
+
+    keep_task_id: bool = Field(default=False)
+
+
+def make_reader(project: ProjectSettings, timeout: float = 2.0) -> FailuresReader:
+    """The dashboard's face: the project's rows of the failures table."""
+    options = options_of(project, Options)
+    return FailuresReader(project.key, project.url, options.table, timeout=timeout)
+
+
+def make_executor(project: ProjectSettings, batch_size: int = 1_000) -> FailuresExecutor:
+    """The agent's face: re-sends through the project's Celery app in batches of ``batch_size``."""
+    options = options_of(project, Options)
+
+    def resender() -> CeleryResender:
+        return CeleryResender(project.key, options.app, keep_task_id=options.keep_task_id)
+
+    return FailuresExecutor(
+        project.key, project.url, options.table, resender=resender, batch_size=batch_size
+    )

@@ -1,0 +1,55 @@
+"""The options every recorder-based driver shares (CONTRACT §2): ``table`` and ``app``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from failboard.drivers.base import Capabilities
+from failboard.failures.schema import DEFAULT_TABLE, TABLE_PATTERN
+from failboard.models import ActionKind
+
+if TYPE_CHECKING:
+    from failboard.config import ProjectSettings
+
+__all__ = ["APP_PATTERN", "CAPABILITIES", "RecorderOptions", "options_of"]
+
+CAPABILITIES = Capabilities(
+    # Every filter is a SQL condition on the failures table; there are no queue connections.
+    filters=frozenset({"queue", "name", "exception", "q", "failed_after", "failed_before"}),
+    actions=frozenset(ActionKind),
+    has_connections=False,
+)
+
+APP_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
+
+
+class RecorderOptions(BaseModel):
+    """Where a recorder-based project's failures are, and how its agent finds the app.
+
+    The project's ``url`` is the database of failboard's failures table (the project's own or
+    the central one); ``table`` is its name there. ``app`` is the import path of the project's
+    app object (``"proj.celery:app"``), needed by the agent only, to re-send jobs.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    table: str = Field(default=DEFAULT_TABLE, pattern=TABLE_PATTERN)
+    app: str | None = Field(default=None, pattern=APP_PATTERN)
+
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+def options_of(project: ProjectSettings, model: type[OptionsT]) -> OptionsT:
+    """The project's driver options as ``model``."""
+    options = project.options
+    if isinstance(options, model):
+        return options
+    if options is None:
+        return model()
+    if isinstance(options, Mapping):
+        return model.model_validate(dict(options))
+    return model.model_validate(options.model_dump())

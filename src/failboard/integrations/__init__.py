@@ -1,0 +1,12 @@
+"""Recorders that projects install with one line, for engines that keep no queryable record of
+their failed jobs (CONTRACT §6). Each writes every FINAL failure into failboard's failures table
+(:mod:`failboard.failures`); the engine's driver reads it and re-sends from it.
+
+- Celery: ``failboard.integrations.celery.install(app, url=DB_URL, project="billing")``
+
+Each module imports its engine only when installed, so importing this package costs nothing.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
