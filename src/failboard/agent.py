@@ -121,7 +121,7 @@ class Agent:
                     # Not started: hand it straight back instead of letting its lease run out.
                     for left in actions[index:]:
                         heartbeat.release(left.id)
-                        self._finish(left, error="agent stopped before starting it", retryable=True)
+                        self._release(left, "agent stopped before starting it")
                     break
                 self.run_action(action, heartbeat)
         finally:
@@ -168,7 +168,7 @@ class Agent:
             log.warning("action %s: lease lost; another agent owns it now", action.id)
             return
         except AgentStopped as exc:
-            self._finish(action, error=str(exc), retryable=True)
+            self._release(action, str(exc))
             return
         except (InvalidRequest, Unsupported, NotFound) as exc:
             self._finish(action, error=exc.message, retryable=False)
@@ -247,17 +247,29 @@ class Agent:
         error: str | None = None,
         retryable: bool = False,
     ) -> None:
-        """Record the outcome, retrying through a short spool outage (the work is done; losing
+        """Record the outcome: completed with ``result``, else failed with ``error``."""
+        if result is not None:
+            self._record(action, lambda token: self.spool.complete(action.id, token, result))
+        else:
+            message = error or "failed"
+            self._record(
+                action,
+                lambda token: self.spool.fail(action.id, token, message, retryable=retryable),
+            )
+
+    def _release(self, action: Action, note: str) -> None:
+        """Hand the action back because this agent is stopping; it does not use an attempt."""
+        self._record(action, lambda token: self.spool.release(action.id, token, note))
+
+    def _record(self, action: Action, write: Callable[[str], Action]) -> None:
+        """Write an outcome, retrying through a short spool outage (the work is done; losing
         its outcome would make the action run again after the lease)."""
         token = action.claim_token or ""
         delay = 0.5
         deadline = time.monotonic() + max(5.0, self.lease_seconds)
         while True:
             try:
-                if result is not None:
-                    done = self.spool.complete(action.id, token, result)
-                else:
-                    done = self.spool.fail(action.id, token, error or "failed", retryable=retryable)
+                done = write(token)
                 log.info("action %s: %s", action.id, done.status)
                 return
             except (LeaseLost, ActionConflict):

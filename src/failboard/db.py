@@ -63,6 +63,9 @@ def create_engine(
         options = "-c timezone=UTC"
         if statement_timeout:
             options += f" -c statement_timeout={int(statement_timeout * 1000)}"
+            # The server cancels a slow statement; a dead network needs the client to notice.
+            connect_args["tcp_user_timeout"] = int(statement_timeout * 1000)
+            connect_args.update(keepalives=1, keepalives_idle=30, keepalives_interval=10)
         connect_args["options"] = options
         if timeout:
             connect_args["connect_timeout"] = max(1, round(timeout))

@@ -68,8 +68,11 @@ def test_sigterm_finishes_the_batch_exits_0_and_hands_the_rest_back(tmp_path: Pa
         # the queue received, a whole number of batches.
         assert int(said.group(1)) == done and done % BATCH == 0 and 0 < done < JOBS
         kinds = [e.kind for e in events]
-        assert EventKind.RETRY_SCHEDULED in kinds and EventKind.REAPED not in kinds
+        # Handed back, not failed: the interrupted attempt does not count.
+        assert EventKind.RELEASED in kinds and EventKind.REAPED not in kinds
+        assert EventKind.RETRY_SCHEDULED not in kinds
         assert final.status is ActionStatus.COMPLETED, final.error
+        assert final.attempts == 1
         assert final.result is not None
         assert (final.result.succeeded, final.result.missing) == (JOBS - done, done)
         book = ledger(url)

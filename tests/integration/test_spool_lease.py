@@ -153,3 +153,18 @@ def run(spool: Spool, operation: str, action_id: int, token: str) -> object:
     if operation == "complete":
         return spool.complete(action_id, token, ActionResult(succeeded=1))
     return spool.fail(action_id, token, "boom")
+
+
+def test_release_hands_the_action_back_without_using_an_attempt(spool: Spool) -> None:
+    spool.submit("shop", "prune", {"hours": 1})
+    action, token = claim_one(spool)
+    released = spool.release(action.id, token, "agent stopped after 3 of 10 jobs")
+    assert released.status is ActionStatus.PENDING
+    assert released.attempts == 0
+    assert released.error == "agent stopped after 3 of 10 jobs"
+    assert [e.kind for e in spool.events(action.id)][-1] == "released"
+    with pytest.raises(LeaseLost):
+        spool.release(action.id, token, "again")
+    # Available again at once, for any agent.
+    (again,) = spool.claim("shop", "host:2", 1)
+    assert again.id == action.id and again.attempts == 1

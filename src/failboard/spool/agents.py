@@ -123,6 +123,19 @@ class AgentOperations(SpoolBase):
         with self._errors():
             return self._write(work)
 
+    def release(self, action_id: int, token: str, note: str) -> Action:
+        """Give a claimed action back because the agent is stopping, not because it failed:
+        pending again at once, without using up an attempt. LeaseLost when the claim was taken
+        back."""
+
+        def work(connection: Connection) -> Action:
+            row = lease.locked(connection, self.tables, action_id, token)
+            lease.release(connection, self.tables, row, token, note=note)
+            return self._action(connection, action_id)
+
+        with self._errors():
+            return self._write(work)
+
     def reap(self, project: str | None = None) -> int:
         """Take back actions whose lease expired (of one project, or all): pending again, or
         failed once their attempts are used up. How many were taken back."""

@@ -26,6 +26,10 @@ T = TypeVar("T")
 _DIALECTS = ("sqlite", "postgresql", "mysql", "mariadb")
 
 
+STATEMENT_TIMEOUT_SECONDS = 120
+"""No spool statement should take long; a migration of a huge spool table is the slowest."""
+
+
 class SpoolBase:
     """What every spool operation stands on: the engine, the tables, transactions, the schema."""
 
@@ -54,7 +58,11 @@ class SpoolBase:
         self.retry_delay_seconds = int(retry_delay_seconds)
         self.table_prefix = table_prefix
         self.tables = tables(table_prefix)
-        self.engine: Engine = create_engine(url, timeout=timeout, what="spool")
+        # A statement timeout too, so a silently dropped connection cannot hang an agent forever
+        # (its lease runs out meanwhile and another agent takes the action back).
+        self.engine: Engine = create_engine(
+            url, timeout=timeout, statement_timeout=STATEMENT_TIMEOUT_SECONDS, what="spool"
+        )
         if self.engine.dialect.name not in _DIALECTS:
             self.engine.dispose()
             raise ConfigError(

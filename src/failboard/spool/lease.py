@@ -184,3 +184,30 @@ def give_back(
         row["claimed_by"],
         {row["id"]: {"attempt": row["attempts"], "delay_seconds": delay, "error": error[:500]}},
     )
+
+
+def release(connection: Connection, t: Tables, row: RowMapping, token: str, *, note: str) -> None:
+    """Hand a claimed (and locked) action back untouched by failure: pending at once, and the
+    attempt it was claimed under does not count (the agent stopped; the action did nothing
+    wrong)."""
+    note = _clip(note)
+    _update(
+        connection,
+        t,
+        row["id"],
+        token,
+        status=ActionStatus.PENDING.value,
+        available_at=utcnow(),
+        attempts=max(int(row["attempts"]) - 1, 0),
+        claim_token=None,
+        lease_until=None,
+        heartbeat_at=None,
+        error=note,
+    )
+    write_events(
+        connection,
+        t.events,
+        EventKind.RELEASED,
+        row["claimed_by"],
+        {row["id"]: {"attempt": row["attempts"], "note": note[:500]}},
+    )

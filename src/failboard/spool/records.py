@@ -33,6 +33,7 @@ class EventKind:
     FAILED = "failed"
     RETRY_SCHEDULED = "retry_scheduled"
     REAPED = "reaped"
+    RELEASED = "released"
     CANCELLED = "cancelled"
 
 
