@@ -21,6 +21,7 @@ POSTGRES_URL = os.environ.get(
 )
 MYSQL_URL = os.environ.get("FAILBOARD_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 REDIS_URL = os.environ.get("FAILBOARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+RABBITMQ_URL = os.environ.get("FAILBOARD_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 HOW_TO_START = {
     "postgres": "start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main "
@@ -29,6 +30,8 @@ HOW_TO_START = {
     "/usr/sbin/mariadbd (or set FAILBOARD_TEST_MYSQL_URL)",
     "redis": "start it with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 "
     '--save "" --appendonly no (or set FAILBOARD_TEST_REDIS_URL)',
+    "rabbitmq": "start it with: rabbitmq-server -detached && rabbitmqctl await_startup "
+    "(or set FAILBOARD_TEST_RABBITMQ_URL)",
 }
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
