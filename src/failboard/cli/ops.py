@@ -132,7 +132,16 @@ def process_spool(
     agent(project=project, limit=limit, once=True, interval=None, config=config)
 
 
-def migrate(config: ConfigOption = None) -> None:
+def migrate(
+    failures: Annotated[
+        bool,
+        typer.Option(
+            "--failures",
+            help="Also create the failures table of every recorder project (celery, ...).",
+        ),
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
     """Create or upgrade the spool schema (idempotent)."""
     settings = settings_from(config)
     spool = Spool.from_settings(settings.spool)
@@ -141,6 +150,35 @@ def migrate(config: ConfigOption = None) -> None:
         console.print(f"spool schema at revision {spool.current_revision()}")
     finally:
         spool.close()
+    if failures:
+        _migrate_failures(settings)
+
+
+def _migrate_failures(settings: Settings) -> None:
+    from failboard.db import create_engine, redact_url, translate_errors
+    from failboard.failures import RecorderOptions, create_failures_table
+
+    done: set[tuple[str, str]] = set()
+    for project in settings.projects:
+        options = project.options
+        if not isinstance(options, RecorderOptions):
+            continue
+        if (project.url, options.table) in done:
+            continue  # projects sharing one table: made once
+        done.add((project.url, options.table))
+        engine = create_engine(project.url, timeout=10.0, what=f"project {project.key}")
+        try:
+            with translate_errors(f"project {project.key}", project.url):
+                create_failures_table(engine, options.table)
+        finally:
+            engine.dispose()
+        console.print(
+            f"failures table {options.table} ready in {redact_url(project.url)}",
+            markup=False,
+            highlight=False,
+        )
+    if not done:
+        err_console.print("no project uses a recorder driver (celery, ...): no failures table")
 
 
 def check(config: ConfigOption = None) -> None:

@@ -120,7 +120,10 @@ class Recorder:
         try:
             row = failure.row(self.project, self.redact, self.dumps)
         except Exception:
-            log.exception("failboard: cannot build the failure row of %s; dropped", failure.job_id)
+            # Not even the job id in the message: its str() may be what raised.
+            log.exception(
+                "failboard: cannot build a failure row of project %s; dropped", self.project
+            )
             self.stats.dropped += 1
             return False
         try:
