@@ -18,8 +18,8 @@ from typing import Any
 import redis
 
 from failboard.drivers.base import Count
+from failboard.drivers.redispages import Entry, Window, fetch, score_range
 from failboard.drivers.rq.options import CAPABILITIES, Options
-from failboard.drivers.rq.pages import Entry, Window, fetch, score_range
 from failboard.drivers.rq.safe import describe_serialized
 from failboard.drivers.rq.store import (
     RqStore,

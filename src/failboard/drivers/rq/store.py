@@ -11,15 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import redis
-from redis import exceptions as redis_errors
 
+from failboard.drivers.redisstore import RedisStore, text
 from failboard.drivers.rq.options import Options
-from failboard.exceptions import FailboardError, StoreError, StoreUnreachable
 
 __all__ = [
     "MAX_TEXT",
@@ -35,7 +32,7 @@ MAX_TEXT = 1_000_000
 """Characters of an exception text we inflate at most: a bomb costs no more than this."""
 
 
-class RqStore:
+class RqStore(RedisStore):
     """The Redis connection and the key names of one project."""
 
     def __init__(
@@ -47,18 +44,8 @@ class RqStore:
         timeout: float | None,
         client: redis.Redis | None = None,
     ) -> None:
-        self.project = project
+        super().__init__(project, url, timeout=timeout, client=client)
         self.options = options
-        self.what = f"project {project}"
-        self.url = url
-        if client is None:
-            try:
-                client = redis.Redis.from_url(
-                    url, socket_timeout=timeout, socket_connect_timeout=timeout
-                )
-            except ValueError as exc:
-                raise StoreError(f"{self.what}: {exc}") from exc
-        self.redis: redis.Redis = client
         prefix = options.prefix
         self.queues_key = f"{prefix}queues"
         self._queue_prefix = f"{prefix}queue:"
@@ -67,6 +54,10 @@ class RqStore:
 
     def failed(self, queue: str) -> str:
         return f"{self.options.prefix}failed:{queue}"
+
+    def zset(self, queue: str) -> str:
+        """The sorted set :mod:`failboard.drivers.redispages` walks: the failed registry."""
+        return self.failed(queue)
 
     def job(self, job_id: str) -> str:
         return f"{self.options.prefix}job:{job_id}"
@@ -89,6 +80,10 @@ class RqStore:
             return None
         return datetime.fromtimestamp(score - self.options.ttl(queue), UTC)
 
+    def floor(self, now: float) -> float | None:
+        """rq's cleanup drops scores <= now: those failures have expired."""
+        return now
+
     # -- queues ----------------------------------------------------------------------------
 
     def queue_names(self) -> list[str]:
@@ -101,33 +96,6 @@ class RqStore:
             if key.startswith(self._queue_prefix):
                 names.append(key[len(self._queue_prefix) :])
         return sorted(names)
-
-    # -- errors ----------------------------------------------------------------------------
-
-    @contextmanager
-    def errors(self) -> Iterator[None]:
-        """Translate redis-py errors into StoreUnreachable / StoreError naming the project."""
-        try:
-            yield
-        except FailboardError:
-            raise
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
-            raise StoreUnreachable(
-                f"{self.what} ({_redact(self.url)}): cannot reach Redis: {_first_line(exc)}"
-            ) from exc
-        except redis_errors.RedisError as exc:
-            raise StoreError(f"{self.what}: Redis said: {_first_line(exc)}") from exc
-
-    def close(self) -> None:
-        self.redis.close()
-
-
-def text(value: bytes | str | None, limit: int | None = None) -> str:
-    """Bytes from Redis as text (undecodable bytes replaced), cut at ``limit`` characters."""
-    if value is None:
-        return ""
-    out = value if isinstance(value, str) else value.decode("utf-8", "replace")
-    return out if limit is None else out[:limit]
 
 
 def inflate(data: bytes, limit: int = MAX_TEXT) -> tuple[bytes, bool]:
@@ -171,18 +139,3 @@ def parse_time(value: bytes | str | None) -> datetime | None:
     except ValueError:
         return None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def _first_line(exc: BaseException) -> str:
-    line = str(exc).strip().splitlines()
-    return line[0] if line else type(exc).__name__
-
-
-def _redact(url: str) -> str:
-    # redis://user:secret@host/0 -> redis://user:***@host/0
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    auth, _, host = rest.rpartition("@")
-    user = auth.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in auth else f"{scheme}://{user}@{host}"

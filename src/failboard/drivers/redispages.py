@@ -1,11 +1,12 @@
-"""Keyset pages over RQ's failed registries, merged across queues, paged in Redis.
+"""Keyset pages over per-queue sorted sets of failures, merged across queues, paged in Redis.
 
-Each queue's failed registry is a sorted set scored by expiry (failure time + failure_ttl), so
-within a queue the score orders failures in time. A page asks every queue for at most ``n``
-entries past the position (``ZREVRANGEBYSCORE … LIMIT``, all queues in one pipeline) and merges
-them by ``(failed_at, sort_key)``, the order :class:`~failboard.models.Seek` describes. The sort
-key is ``queue \\x1f job id``: within one queue and one score, Redis orders members
-lexicographically, which is the sort key's order too.
+Shared by the Redis-native drivers: RQ's failed registries (scored by expiry, failure time +
+failure_ttl) and Dramatiq's dead-letter sets (scored by dead-letter time in ms). Either way the
+score orders one queue's failures in time; a :class:`ScoredSets` says how a score maps to a time.
+A page asks every queue for at most ``n`` entries past the position (``ZREVRANGEBYSCORE … LIMIT``,
+all queues in one pipeline) and merges them by ``(failed_at, sort_key)``, the order
+:class:`~failboard.models.Seek` describes. The sort key is ``queue \\x1f member``: within one
+queue and one score, Redis orders members lexicographically, which is the sort key's order too.
 """
 
 from __future__ import annotations
@@ -14,20 +15,44 @@ import heapq
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from failboard.drivers.rq.store import RqStore, text
+import redis
+
+from failboard.drivers.redisstore import text
 from failboard.models import Seek, to_utc
 
-__all__ = ["SEP", "Entry", "Window", "fetch", "score_range", "split_sort_key"]
+__all__ = ["SEP", "Entry", "ScoredSets", "Window", "fetch", "score_range", "split_sort_key"]
 
 SEP = "\x1f"
 INF = float("inf")
 
 
+class ScoredSets(Protocol):
+    """A driver's per-queue sorted sets of failures and what their scores mean."""
+
+    redis: redis.Redis
+
+    def zset(self, queue: str) -> str:
+        """The key of ``queue``'s sorted set."""
+        ...
+
+    def score_of(self, queue: str, at: datetime) -> float:
+        """The score of a failure at ``at`` in ``queue``."""
+        ...
+
+    def time_of(self, queue: str, score: float) -> datetime | None:
+        """When the failure with this score happened; None when the score says no time."""
+        ...
+
+    def floor(self, now: float) -> float | None:
+        """Scores at or below this are not shown (RQ: expired); None shows every score."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One member of a failed registry."""
+    """One member of a queue's sorted set of failures."""
 
     queue: str
     job_id: str
@@ -58,7 +83,6 @@ class Window:
     failed_after: datetime | None = None
     failed_before: datetime | None = None
     seek: Seek | None = None
-    hide_expired: bool = True
 
 
 @dataclass(slots=True)
@@ -88,15 +112,16 @@ class _Range:
         return above and below
 
 
-def _score(store: RqStore, queue: str, at: datetime) -> float:
-    # Scores rq writes are whole seconds; rounding undoes the float error of a datetime trip.
+def _score(store: ScoredSets, queue: str, at: datetime) -> float:
+    # Scores are whole seconds (rq) or ms (dramatiq); rounding undoes a datetime trip's error.
     return round(store.score_of(queue, to_utc(at)), 6)
 
 
-def score_range(store: RqStore, queue: str, window: Window, now: float) -> _Range:
+def score_range(store: ScoredSets, queue: str, window: Window, now: float) -> _Range:
     r = _Range()
-    if window.hide_expired:
-        r.clip_lo(now, True)  # rq's cleanup drops score <= now: those failures have expired
+    floor = store.floor(now)
+    if floor is not None:
+        r.clip_lo(floor, True)
     if window.failed_after is not None:
         r.clip_lo(_score(store, queue, window.failed_after), False)
     if window.failed_before is not None:
@@ -122,16 +147,16 @@ def score_range(store: RqStore, queue: str, window: Window, now: float) -> _Rang
 
 
 def fetch(
-    store: RqStore, queues: list[str], window: Window, n: int, now: float | None = None
+    store: ScoredSets, queues: list[str], window: Window, n: int, now: float | None = None
 ) -> list[Entry]:
-    """Up to ``n`` registry entries past the window's position, merged across ``queues``."""
+    """Up to ``n`` entries past the window's position, merged across ``queues``."""
     now = time.time() if now is None else now
     ranges = {queue: score_range(store, queue, window, now) for queue in queues}
     per_queue: dict[str, list[Entry]] = {}
     plain = [queue for queue, r in ranges.items() if r.member is None]
     pipe = store.redis.pipeline(transaction=False)
     for queue in plain:
-        _page_command(pipe, store.failed(queue), ranges[queue], window.newest, 0, n)
+        _page_command(pipe, store.zset(queue), ranges[queue], window.newest, 0, n)
     for queue, raw in zip(plain, pipe.execute() if plain else [], strict=True):
         per_queue[queue] = _entries(store, queue, raw, ranges[queue], window.newest)
     for queue, r in ranges.items():
@@ -157,7 +182,7 @@ def _page_command(pipe: Any, key: str, r: _Range, newest: bool, offset: int, n: 
 
 
 def _entries(
-    store: RqStore, queue: str, raw: list[tuple[bytes, float]], r: _Range, newest: bool
+    store: ScoredSets, queue: str, raw: list[tuple[bytes, float]], r: _Range, newest: bool
 ) -> list[Entry]:
     out = []
     for member, score in raw:
@@ -170,12 +195,12 @@ def _entries(
     return out
 
 
-def _resume(store: RqStore, queue: str, r: _Range, newest: bool, n: int) -> list[Entry]:
+def _resume(store: ScoredSets, queue: str, r: _Range, newest: bool, n: int) -> list[Entry]:
     """The seek's own queue: past its member. By rank when the member is still there (exact in
     O(log N) however many failures share its second), else by score, skipping the members of
     that second that were already shown."""
     assert r.member is not None
-    key = store.failed(queue)
+    key = store.zset(queue)
     pipe = store.redis.pipeline(transaction=False)
     (pipe.zrevrank if newest else pipe.zrank)(key, r.member)
     pipe.zscore(key, r.member)
