@@ -125,8 +125,7 @@ def test_retry_counts_missing_and_refuses_what_it_cannot_push(store: Store) -> N
         executor.close()
     assert (result.succeeded, result.missing, result.failed) == (1, 2, 2)
     assert (
-        f"{redis}: connection 'redis' is not a database queue connection; Redis/Horizon retry "
-        "is not built yet (database_connections lists the database ones)"
+        f"{redis}: connection 'redis' is a Redis queue but redis_url is not set; not retried"
     ) in result.errors
     assert f"{broken}: the payload is not valid JSON; not retried" in result.errors
     assert set(store.failed()) == {redis, broken}  # untouched
@@ -254,23 +253,30 @@ def test_concurrent_retries_push_each_job_once(store: Store) -> None:
     assert store.failed() == {}
 
 
-def test_not_built_configurations_fail_per_job_and_change_nothing(store: Store) -> None:
+def test_unusable_configurations_fail_per_job_and_change_nothing(store: Store) -> None:
     one, two = store.add(), store.add(at=T0 - timedelta(days=3))
-    artisan = _executor(store, executor="artisan", artisan="/app/artisan")
-    horizon = _executor(store, horizon=True)
+    sqs = store.add(connection="sqs")
+    horizon = _executor(store, horizon=True)  # no redis_url: Horizon's store is nowhere
+    plain = _executor(store)
     try:
-        result = artisan.retry([one, two])
+        result = horizon.retry([one, two])
         assert (result.failed, result.succeeded) == (2, 0)
-        assert result.errors[0].startswith(f'{one}: executor = "artisan" is not built yet')
-        assert artisan.prune(T0.replace(tzinfo=UTC)).failed == 1
-        assert artisan.retry_queue(None, T0.replace(tzinfo=UTC)).failed == 2
-        deleted = horizon.delete([one])
-        assert deleted.failed == 1 and "Horizon's Redis store is not built yet" in deleted.errors[0]
+        assert result.errors[0] == (
+            f"{one}: horizon = true needs redis_url (or horizon_url); nothing was done"
+        )
+        assert horizon.retry_queue(None, T0.replace(tzinfo=UTC)).failed == 3
+        assert horizon.delete([one]).failed == 1
+        # prune touches only the table, as queue:prune-failed does
         assert horizon.prune(T0.replace(tzinfo=UTC)) == ActionResult(succeeded=1)
+        unknown = plain.retry([sqs])
+        assert unknown.failed == 1 and unknown.errors[0] == (
+            f"{sqs}: connection 'sqs' is neither a database nor a Redis queue connection; not "
+            "retried (list it in database_connections or redis_connections)"
+        )
     finally:
-        artisan.close()
         horizon.close()
-    assert set(store.failed()) == {one} and store.jobs() == []
+        plain.close()
+    assert set(store.failed()) == {one, sqs} and store.jobs() == []
 
 
 def test_rows_without_uuid_in_an_upgraded_table(db_url: str) -> None:

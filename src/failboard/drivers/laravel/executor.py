@@ -1,17 +1,22 @@
 """Acts on a Laravel ``failed_jobs`` table the way ``php artisan`` would, without PHP.
 
-- ``retry``        = ``queue:retry <uuid>...`` for the *database* queue: push the payload (same
-  uuid, attempts reset) into ``jobs``, then delete the failed row — in one transaction per
-  batch, under row locks, so two agents never push the same job twice.
-- ``delete``       = ``queue:forget <uuid>``.
+- ``retry``        = ``queue:retry <uuid>...``: each job goes back onto its *original*
+  connection and queue, chosen by its ``connection`` column — an INSERT into ``jobs`` for the
+  database queue, ``RedisQueue::pushRaw`` for the Redis queue, Horizon's own retry when
+  ``horizon = true`` (see :mod:`.horizon`) — with ``attempts`` reset; then the failed row goes.
+- ``delete``       = ``queue:forget <uuid>``, or ``horizon:forget <uuid>`` with Horizon.
 - ``retry_queue``  = ``queue:retry --queue=Q`` (only Q; every queue when None), limited to jobs that
   failed at or before the moment the operator asked, walked by id in batches (Laravel loads
   every id at once: laravel/framework #33874, #49185).
 - ``prune``        = ``queue:prune-failed``: delete what failed before a moment, in batches
   of 1000.
 
-Not built yet (CONTRACT §2 accepts the options): Redis/Horizon queues and ``executor =
-"artisan"``. The jobs they concern are answered as *failed* with a reason saying so, untouched.
+Each retry batch is one transaction on the project's database: lock the failed rows, insert the
+database-queue jobs, delete the rows, push the Redis jobs (one MULTI/EXEC), commit. Two agents
+naming the same job serialise on the row lock, and the second finds it gone. The only window is
+a commit that fails *after* the Redis push: the job is then on its queue and still listed as
+failed (at least once, never lost); the batch is not redone by itself, and the action's error
+says so.
 """
 
 from __future__ import annotations
@@ -27,8 +32,18 @@ from sqlalchemy.engine import Connection, Engine
 from failboard.db import create_engine, immediate
 from failboard.drivers import sqltable
 from failboard.drivers.base import Progress, ResultTally, no_progress
+from failboard.drivers.laravel.horizon import HorizonJob, HorizonStore
 from failboard.drivers.laravel.options import CAPABILITIES, Options
+from failboard.drivers.laravel.outcome import (
+    Outcome,
+    is_redis_error,
+    jobs_row,
+    match,
+    no_redis_url,
+    unknown_connection,
+)
 from failboard.drivers.laravel.payload import PayloadError, reset_for_retry
+from failboard.drivers.laravel.redis_queue import RedisQueue, connect, redis_errors
 from failboard.drivers.laravel.schema import queue_jobs_table
 from failboard.drivers.laravel.store import FailedJobsStore, FailedTable
 from failboard.exceptions import StoreError
@@ -67,6 +82,8 @@ class LaravelExecutor:
         self._store = FailedJobsStore(project, url, self.options, engine)
         self._jobs = queue_jobs_table(self.options.jobs_table)
         self._jobs_checked = False
+        self._redis: RedisQueue | None = None
+        self._horizon: HorizonStore | None = None
 
     # -- Executor --------------------------------------------------------------------------
 
@@ -85,7 +102,7 @@ class LaravelExecutor:
         """Forget the jobs (``queue:forget``); ids already gone count as missing."""
         keys = _unique(job_ids)
         tally = ResultTally()
-        if self._refused(tally, keys, horizon=True):
+        if self._refused(tally, keys):
             return tally.result()
         for batch in _chunks(keys, self.batch_size):
             self._delete_batch(tally, batch)
@@ -121,8 +138,6 @@ class LaravelExecutor:
             t = store.table()
             scope = [t.c.failed_at < store.to_store(older_than)]
             total = self._count(t, scope)
-        if self._refused(tally, None, count=total):
-            return tally.result()
         for batch in self._walk(t, scope):
             with store.errors(), immediate(store.engine) as connection:
                 # Ids first, then delete by ids: MySQL forbids LIMIT in an IN-subquery.
@@ -136,6 +151,12 @@ class LaravelExecutor:
 
     def close(self) -> None:
         self._store.close()
+        if self._horizon is not None and (
+            self._redis is None or self._horizon.client is not self._redis.client
+        ):
+            self._horizon.client.close()
+        if self._redis is not None:
+            self._redis.close()
 
     # -- batches ---------------------------------------------------------------------------
 
@@ -146,6 +167,7 @@ class LaravelExecutor:
         t = store.table()
         c = t.c
         for attempt in range(ATTEMPTS):
+            pushed_to_redis = False
             try:
                 with store.errors(), immediate(store.engine) as connection:
                     columns = [c.id, c.connection, c.queue, c.payload]
@@ -158,16 +180,25 @@ class LaravelExecutor:
                         .with_for_update()
                     ).all()
                     outcome = self._plan(t, keys, rows, int(self._clock()))
-                    if outcome.pushes:
-                        # Enqueue first, remove the failure record second; one commit for both.
-                        self._check_jobs_table(connection)
-                        connection.execute(self._jobs.insert(), outcome.pushes)
+                    if outcome.pushed:
+                        if outcome.pushes:
+                            self._check_jobs_table(connection)
+                            connection.execute(self._jobs.insert(), outcome.pushes)
                         gone = connection.execute(
                             sa.delete(t.table).where(c.id.in_(outcome.pushed))
                         ).rowcount
                         if gone != len(outcome.pushed):
                             raise _Raced  # rolls back the pushes with it
+                        # Redis last, once every SQL statement that could fail has run: a Redis
+                        # error rolls the whole batch back with nothing pushed (MULTI/EXEC).
+                        pushed_to_redis = self._push_redis(outcome)
             except (_Raced, StoreError) as exc:
+                if pushed_to_redis:
+                    raise StoreError(
+                        f"{store.what}: the jobs were pushed to Redis but removing their "
+                        f"failed_jobs rows did not commit ({exc}); they may run again if "
+                        "retried again"
+                    ) from exc
                 if attempt + 1 < ATTEMPTS and _transient(exc):
                     time.sleep(0.05 * (attempt + 1))
                     continue
@@ -177,22 +208,53 @@ class LaravelExecutor:
             outcome.apply(tally)
             return
 
-    def _plan(self, t: FailedTable, keys: list[str], rows: Sequence[Any], now: int) -> _Outcome:
+    def _push_redis(self, outcome: Outcome) -> bool:
+        if not outcome.redis and not outcome.horizon:
+            return False
+        queue = self._redis_queue()
+        try:
+            if outcome.horizon:
+                self._horizon_store().retry(queue, outcome.horizon)
+            queue.push(outcome.redis)
+        except PayloadError as exc:
+            raise StoreError(f"{self._store.what}: {exc}") from exc
+        except Exception as exc:
+            if is_redis_error(exc):
+                raise redis_errors(self._store.what, exc) from exc
+            raise
+        return True
+
+    def _plan(self, t: FailedTable, keys: list[str], rows: Sequence[Any], now: int) -> Outcome:
         """What to do with each requested job: push it, or say why not."""
-        outcome = _Outcome()
-        for _key, row in _match(t, keys, rows):
+        outcome = Outcome()
+        options = self.options
+        for _key, row in match(t, keys, rows):
             if row is None:
                 outcome.missing += 1
-            elif row.connection not in self.options.database_connections:
-                outcome.fail(t.handle(row), _not_database(row.connection))
-            else:
-                try:
-                    payload = reset_for_retry(row.payload, now)
-                except PayloadError as exc:
-                    outcome.fail(t.handle(row), f"{exc}; not retried")
+                continue
+            handle = t.handle(row)
+            if row.connection in options.database_connections:
+                kind = "database"
+            elif row.connection in options.redis_connections:
+                if options.redis_url is None:
+                    outcome.fail(handle, no_redis_url(row.connection))
                     continue
-                outcome.pushed.append(row.id)
-                outcome.pushes.append(_jobs_row(row, payload, now))
+                kind = "horizon" if options.horizon and t.has_uuid and row.uuid else "redis"
+            else:
+                outcome.fail(handle, unknown_connection(row.connection))
+                continue
+            try:
+                payload = reset_for_retry(row.payload, now)
+            except PayloadError as exc:
+                outcome.fail(handle, f"{exc}; not retried")
+                continue
+            outcome.pushed.append(row.id)
+            if kind == "database":
+                outcome.pushes.append(jobs_row(row, payload, now))
+            elif kind == "redis":
+                outcome.redis.append((row.queue, payload))
+            else:
+                outcome.horizon.append(HorizonJob(row.uuid, row.connection, row.queue, row.payload))
         return outcome
 
     def _delete_batch(self, tally: ResultTally, keys: list[str]) -> None:
@@ -209,12 +271,13 @@ class LaravelExecutor:
                         .order_by(c.id)
                         .with_for_update()
                     ).all()
-                    found = [row for _, row in _match(t, keys, rows) if row is not None]
+                    found = [row for _, row in match(t, keys, rows) if row is not None]
                     ids = [row.id for row in found]
                     if ids:
                         gone = connection.execute(sa.delete(t.table).where(c.id.in_(ids))).rowcount
                         if gone != len(ids):
                             raise _Raced
+                    horizon_only = self._forget_horizon(t, keys, found)
             except (_Raced, StoreError) as exc:
                 if attempt + 1 < ATTEMPTS and _transient(exc):
                     time.sleep(0.05 * (attempt + 1))
@@ -222,32 +285,42 @@ class LaravelExecutor:
                 if isinstance(exc, _Raced):
                     raise _gave_up(store.what) from None
                 raise
-            tally.succeeded += len(ids)
-            tally.missing += len(keys) - len(ids)
+            tally.succeeded += len(ids) + horizon_only
+            tally.missing += len(keys) - len(ids) - horizon_only
             return
+
+    def _forget_horizon(self, t: FailedTable, keys: list[str], found: list[Any]) -> int:
+        """``horizon:forget``'s Redis half for every requested uuid (before the rows' delete
+        commits: a Redis error rolls the delete back). Returns how many jobs only Horizon had."""
+        if not self.options.horizon:
+            return 0
+        in_table: set[str] = set()
+        for row in found:
+            in_table.update(t.keys_of(row))
+        uuids = {str(row.uuid) for row in found if t.has_uuid and row.uuid}
+        uuids.update(key for key in keys if key not in in_table and not key.isdigit())
+        if not uuids:
+            return 0
+        ordered = sorted(uuids)
+        try:
+            forgotten = self._horizon_store().forget(ordered)
+        except Exception as exc:
+            if is_redis_error(exc):
+                raise redis_errors(self._store.what, exc) from exc
+            raise
+        return sum(
+            1
+            for job_id, done in zip(ordered, forgotten, strict=True)
+            if done and job_id not in in_table
+        )
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _refused(
-        self,
-        tally: ResultTally,
-        keys: list[str] | None,
-        *,
-        count: int = 0,
-        horizon: bool = False,
-    ) -> bool:
-        """Answer every job as failed when this configuration asks for what is not built."""
+    def _refused(self, tally: ResultTally, keys: list[str] | None, *, count: int = 0) -> bool:
+        """Answer every job as failed when this configuration cannot work at all."""
         reason = None
-        if self.options.executor == "artisan":
-            reason = (
-                'executor = "artisan" is not built yet; nothing was done (use the default '
-                'executor = "native")'
-            )
-        elif horizon and self.options.horizon:
-            reason = (
-                "horizon = true: removing jobs from Horizon's Redis store is not built yet; "
-                "nothing was done"
-            )
+        if self.options.horizon and self.options.horizon_redis_url is None:
+            reason = "horizon = true needs redis_url (or horizon_url); nothing was done"
         if reason is None:
             return False
         if keys is None:
@@ -257,6 +330,36 @@ class LaravelExecutor:
             for key in keys:
                 tally.fail(key, reason)
         return True
+
+    def _redis_queue(self) -> RedisQueue:
+        if self._redis is None:
+            url = self.options.redis_url
+            assert url is not None  # _plan fails jobs of Redis connections without one
+            self._redis = RedisQueue(
+                connect(url, self._store.what),
+                self.options.redis_prefix,
+                cluster=self.options.redis_cluster,
+            )
+        return self._redis
+
+    def _horizon_store(self) -> HorizonStore:
+        if self._horizon is None:
+            options = self.options
+            url = options.horizon_redis_url
+            assert url is not None  # _refused answers first
+            if self._redis is not None and url == options.redis_url:
+                client = self._redis.client  # one client: one MULTI for pushes and records
+            elif url == options.redis_url:
+                client = self._redis_queue().client
+            else:
+                client = connect(url, self._store.what)
+            self._horizon = HorizonStore(
+                client,
+                options.horizon_prefix,
+                pending_minutes=options.horizon_pending_minutes,
+                clock=self._clock,
+            )
+        return self._horizon
 
     def _count(self, t: FailedTable, scope: list[sa.ColumnElement[bool]]) -> int:
         with self._store.engine.connect() as connection:
@@ -282,62 +385,6 @@ class LaravelExecutor:
                 "jobs_table to the database queue's table (php artisan queue:table makes it)"
             )
         self._jobs_checked = True
-
-
-class _Outcome:
-    """What one batch did; applied to the tally only once its transaction committed."""
-
-    def __init__(self) -> None:
-        self.pushed: list[int] = []  # failed_jobs ids to delete
-        self.pushes: list[dict[str, Any]] = []  # jobs rows to insert
-        self.missing = 0
-        self.failures: list[tuple[str, str]] = []
-
-    def fail(self, job_id: str, reason: str) -> None:
-        self.failures.append((job_id, reason))
-
-    def apply(self, tally: ResultTally) -> None:
-        tally.succeeded += len(self.pushed)
-        tally.missing += self.missing
-        for job_id, reason in self.failures:
-            tally.fail(job_id, reason)
-
-
-def _jobs_row(row: Any, payload: str, now: int) -> dict[str, Any]:
-    # DatabaseQueue::buildDatabaseRecord: the ORIGINAL queue, attempts 0, available now.
-    return {
-        "queue": row.queue,
-        "payload": payload,
-        "attempts": 0,
-        "reserved_at": None,
-        "available_at": now,
-        "created_at": now,
-    }
-
-
-def _match(t: FailedTable, keys: list[str], rows: Sequence[Any]) -> list[tuple[str, Any]]:
-    """Each requested key with its row (None when gone); a row named twice counts once."""
-    by_key: dict[str, Any] = {}
-    for row in rows:
-        for key in t.keys_of(row):
-            by_key[key] = row
-    seen: set[int] = set()
-    matched: list[tuple[str, Any]] = []
-    for key in keys:
-        row = by_key.get(key)
-        if row is not None and row.id in seen:
-            row = None
-        if row is not None:
-            seen.add(row.id)
-        matched.append((key, row))
-    return matched
-
-
-def _not_database(connection: str | None) -> str:
-    return (
-        f"connection {connection!r} is not a database queue connection; Redis/Horizon retry is "
-        "not built yet (database_connections lists the database ones)"
-    )
 
 
 def _transient(exc: BaseException) -> bool:

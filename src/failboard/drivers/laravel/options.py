@@ -12,8 +12,8 @@ from failboard.drivers.base import Capabilities
 __all__ = ["CAPABILITIES", "Options"]
 
 CAPABILITIES = Capabilities()
-"""Every filter runs in the database; every action is offered. Jobs an action cannot handle yet
-(Redis/Horizon connections, ``executor = "artisan"``) are answered as failed, per job."""
+"""Every filter is offered and every action too; a job an action cannot handle (a connection
+that is neither a database nor a Redis one) is answered as failed, per job, with the reason."""
 
 _TABLE = r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$"
 
@@ -22,14 +22,13 @@ class Options(BaseModel):
     """How failboard finds and acts on one Laravel application's failed jobs.
 
     ``table`` and ``jobs_table`` live in the database of the project's ``url`` (``schema.table``
-    is accepted). Retrying pushes a job back onto the *database* queue (``jobs_table``) when the
-    job's queue connection is one of ``database_connections``.
-
-    Not built yet (accepted and validated now so that configs written today keep working):
-    ``executor = "artisan"`` (running ``php artisan queue:retry`` instead of the native executor),
-    and Redis/Horizon retry and forget (``redis_url``, ``redis_prefix``, ``horizon``,
-    ``horizon_url``, ``horizon_prefix``). Until then the executor answers the jobs concerned as
-    *failed* with a reason that says so; it never pretends to have done the work.
+    is accepted). A job's ``connection`` column picks where a retry pushes it: the *database*
+    queue (``jobs_table``) for one of ``database_connections``, the Redis queue at ``redis_url``
+    (keys under ``redis_prefix``, Laravel's ``database.redis.options.prefix``) for one of
+    ``redis_connections``. With ``horizon = true`` Redis jobs are retried and forgotten the way
+    Horizon does it, in Horizon's store at ``horizon_url`` (default ``redis_url``) under
+    ``horizon_prefix``; ``horizon_source`` says where the dashboard lists them from.
+    ``executor = "artisan"`` runs ``php artisan`` in the application instead.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -49,12 +48,33 @@ class Options(BaseModel):
     )
     redis_url: str | None = None
     redis_prefix: str = "laravel_database_"
+    redis_connections: tuple[str, ...] = Field(
+        default=("redis",),
+        description="Laravel queue connection names whose jobs are retried into Redis.",
+    )
+    redis_cluster: bool = Field(
+        default=False,
+        description="The Redis queue is a cluster: queue keys take the hash-tag form queues:{q}.",
+    )
     horizon: bool = False
     horizon_url: str | None = None
     horizon_prefix: str = "laravel_horizon:"
+    horizon_source: Literal["table", "horizon"] = Field(
+        default="table",
+        description="Where the dashboard lists failed jobs from with horizon = true: the "
+        "failed_jobs table (details enriched from Horizon) or Horizon's own failed_jobs set.",
+    )
+    horizon_pending_minutes: int = Field(
+        default=60,
+        ge=1,
+        description="Horizon's trim.pending: how long the record of a re-pushed job is kept.",
+    )
     executor: Literal["native", "artisan"] = "native"
     artisan: str | None = Field(default=None, description="Path to the app's artisan script.")
     php: str = "php"
+    artisan_timeout: float = Field(
+        default=300.0, gt=0, description="Seconds one php artisan command may run."
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -72,6 +92,17 @@ class Options(BaseModel):
         if self.executor == "artisan" and not self.artisan:
             raise ValueError('executor = "artisan" needs artisan = "/path/to/app/artisan"')
         return self
+
+    @model_validator(mode="after")
+    def _horizon_source_needs_horizon(self) -> Options:
+        if self.horizon_source == "horizon" and not self.horizon:
+            raise ValueError('horizon_source = "horizon" needs horizon = true')
+        return self
+
+    @property
+    def horizon_redis_url(self) -> str | None:
+        """Where Horizon keeps its records: ``horizon_url``, else the queue's ``redis_url``."""
+        return self.horizon_url or self.redis_url
 
     @property
     def zone(self) -> ZoneInfo:
