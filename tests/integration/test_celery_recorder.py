@@ -212,3 +212,62 @@ def test_a_missing_table_says_how_to_make_it(sqlite_url: str) -> None:
             reader.list(JobQuery())
     finally:
         reader.close()
+
+
+def test_keep_task_id_re_sends_under_the_original_id(sqlite_url: str, monkeypatch: Any) -> None:
+    monkeypatch.setenv("FB_CELERY_BROKER", "memory://")
+    _seed(sqlite_url, [_failure("a")])
+    project = _project(sqlite_url, app="tests.celery_tasks:app", keep_task_id=True)
+    executor = registry.make_executor(project)
+    try:
+        result = executor.retry(["a"])
+    finally:
+        executor.close()
+    assert result.succeeded == 1 and result.details["lineage"] == {"a": "a"}
+
+
+def test_an_unreachable_broker_stops_the_action_and_keeps_the_rows(sqlite_url: str) -> None:
+    from failboard.drivers.celery import CeleryResender
+    from failboard.failures import BrokerUnreachable, FailuresExecutor
+    from tests.celery_support import celery_app
+
+    _seed(sqlite_url, [_failure("a"), _failure("b")])
+    app = celery_app("redis://127.0.0.1:1/0")  # nothing listens there
+    executor = FailuresExecutor(
+        "billing", sqlite_url, resender=lambda: CeleryResender("billing", app)
+    )
+    reader = registry.make_reader(_project(sqlite_url))
+    try:
+        with pytest.raises(BrokerUnreachable, match="broker"):
+            executor.retry(["a", "b"])
+        assert {job.id for job in reader.list(JobQuery())} == {"a", "b"}
+    finally:
+        reader.close()
+        executor.close()
+        app.close()
+
+
+def test_the_dashboard_shows_a_celery_failure_escaped(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from failboard.config import parse_settings
+    from failboard.web import create_app
+
+    url = f"sqlite:///{tmp_path}/failures.db"
+    _seed(url, [_failure("t-1", args=["<script>alert(1)</script>", 12])])
+    settings = parse_settings(
+        f'[spool]\nurl = "sqlite:///{tmp_path}/spool.db"\n'
+        f'[[projects]]\nkey = "billing"\ndriver = "celery"\nurl = "{url}"\n',
+        source=tmp_path / "failboard.toml",
+    )
+    app = create_app(settings, inline=False)
+    app.state.board.spool.migrate()
+    with TestClient(app) as client:
+        listed = client.get("/api/v1/jobs").json()
+        assert [job["id"] for job in listed["items"]] == ["t-1"] and not listed["errors"]
+        detail = client.get("/api/v1/jobs/billing/t-1").json()
+        assert detail["args"] == ["<script>alert(1)</script>", 12]
+        page = client.get("/jobs/billing/t-1")
+        assert page.status_code == 200
+        assert "proj.tasks.charge" in page.text and "<script>alert(1)" not in page.text
+        assert client.get("/").status_code == 200
