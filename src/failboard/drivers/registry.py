@@ -27,6 +27,7 @@ __all__ = [
 DRIVERS: dict[str, str] = {
     "laravel": "failboard.drivers.laravel",
     "rq": "failboard.drivers.rq",
+    "dramatiq": "failboard.drivers.dramatiq",
     "celery": "failboard.drivers.celery",
 }
 """Driver name → module. A module provides ``Options``, ``CAPABILITIES``, ``make_reader`` and
