@@ -4,15 +4,18 @@ the test made (never FLUSHDB or a broker-wide purge on a shared server)."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +172,54 @@ def rabbitmq_world(markers: Path, db: str) -> Iterator[World]:
         for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
             channel.queue_delete(name)
         connection.close()
+
+
+def plant_dead_letter(
+    client: Any,
+    ns: str,
+    queue: str,
+    actor: str,
+    exception_class: str,
+    message: str,
+    failed_at: datetime,
+) -> tuple[str, str]:
+    """One dead letter as RedisBroker's nack leaves it, dead-lettered at ``failed_at`` (a worker
+    cannot fail a message 50 hours ago), with its error written by the middleware's own hooks.
+    Returns ``(redis message id, message id)``."""
+    import dramatiq
+    from dramatiq.brokers.redis import RedisBroker
+
+    from failboard.integrations.dramatiq import FailboardMiddleware
+
+    rid, message_id = str(uuid.uuid4()), str(uuid.uuid4())
+    data: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=queue,
+        actor_name=actor,
+        args=(1, "two"),
+        kwargs={"three": 3},
+        options={"redis_message_id": rid, "max_retries": 0},
+        message_id=message_id,
+    )
+    pipe = client.pipeline()
+    pipe.zadd(f"{ns}:{queue}.XQ", {rid: int(failed_at.timestamp() * 1000)})
+    pipe.hset(f"{ns}:{queue}.XQ.msgs", rid, data.encode())
+    pipe.execute()
+    broker = RedisBroker(client=client, namespace=ns, middleware=[])
+    middleware = FailboardMiddleware()
+    broker.add_middleware(middleware)
+    proxy = dramatiq.MessageProxy(data)
+    kind = type(exception_class, (Exception,), {"__module__": "builtins"})
+    try:
+        raise kind(message)
+    except Exception as exc:
+        middleware.after_process_message(broker, proxy, exception=exc)
+    proxy.fail()
+    middleware.after_nack(broker, proxy)
+    return rid, message_id
+
+
+def pushed_message_ids(client: Any, ns: str, queue: str) -> list[str]:
+    """The message ids waiting on a RedisBroker queue, one per push."""
+    rids = client.lrange(f"{ns}:{queue}", 0, -1)
+    raws = client.hmget(f"{ns}:{queue}.msgs", rids) if rids else []
+    return [json.loads(raw)["message_id"] for raw in raws if raw is not None]

@@ -24,6 +24,7 @@ from failboard.drivers.laravel import payload as laravel_payload
 from failboard.drivers.laravel import schema as laravel_schema
 from failboard.failures import Failure, FailuresExecutor, Recorder
 from tests.celery_support import celery_app, queued_messages
+from tests.dramatiq_support import plant_dead_letter, pushed_message_ids
 from tests.rq_jobs import fresh_prefix, plant
 from tests.services import fresh_database
 
@@ -186,6 +187,113 @@ def celery_case(kind: str) -> Iterator[DriverCase]:
             app.close()
 
 
+@contextmanager
+def dramatiq_redis_case() -> Iterator[DriverCase]:
+    """Dead letters laid out as dramatiq's RedisBroker leaves them, their errors written by the
+    real middleware's hooks, under a fresh namespace."""
+    with fresh_prefix() as (client, url, prefix):
+        ns = prefix.rstrip(":")
+        project = ProjectSettings.model_validate(
+            {"key": "contract", "driver": "dramatiq", "url": url, "namespace": ns}
+        )
+        originals: dict[str, str] = {}  # message_id -> the dead letter's id
+
+        def make_failures(specs: list[Spec]) -> list[str]:
+            ids = []
+            for spec in specs:
+                rid, message_id = plant_dead_letter(
+                    client,
+                    ns,
+                    spec.queue,
+                    spec.name,
+                    spec.exception_class,
+                    spec.message,
+                    spec.failed_at.replace(tzinfo=UTC),
+                )
+                originals[message_id] = rid
+                ids.append(rid)
+            return ids
+
+        def requeued() -> list[str]:
+            return [
+                originals.get(message_id, message_id)
+                for queue in ("emails", "payments")
+                for message_id in pushed_message_ids(client, ns, queue)
+            ]
+
+        reader = registry.make_reader(project, 5.0)
+        executor = registry.make_executor(project, batch_size=2)  # small: many batches
+        try:
+            yield DriverCase(reader, executor, make_failures, requeued)
+        finally:
+            reader.close()
+            executor.close()
+
+
+@contextmanager
+def dramatiq_table_case(kind: str) -> Iterator[DriverCase]:
+    """The ``rabbitmq`` broker option's side: failures in the failures table, re-sent by the
+    dramatiq resender (to a real RedisBroker here, so that what was re-sent can be read back;
+    tests/integration/test_dramatiq_workers.py re-publishes to the real RabbitMQ)."""
+    from dramatiq.brokers.redis import RedisBroker
+
+    from failboard.drivers.dramatiq.resender import MESSAGE_OPTIONS, DramatiqResender
+
+    with fresh_database(kind) as url, fresh_prefix() as (client, _, prefix):
+        ns = prefix.rstrip(":")
+        recorder = Recorder(url, "contract")
+        project = ProjectSettings.model_validate(
+            {"key": "contract", "driver": "dramatiq", "url": url, "broker": "rabbitmq"}
+        )
+
+        def make_failures(specs: list[Spec]) -> list[str]:
+            ids = [str(uuid.uuid4()) for _ in specs]
+            for job_id, spec in zip(ids, specs, strict=True):
+                trace = (
+                    "Traceback (most recent call last):\n"
+                    '  File "/app/actors.py", line 7, in run\n    raise error\n'
+                    f"{spec.exception_class}: {spec.message}\n"
+                )
+                failure = Failure(
+                    engine="dramatiq",
+                    job_id=job_id,
+                    name=spec.name,
+                    queue=spec.queue,
+                    args=[1, "two"],
+                    kwargs={"three": 3},
+                    exception_class=spec.exception_class,
+                    exception_message=spec.message,
+                    traceback=trace,
+                    attempts=1,
+                    options={MESSAGE_OPTIONS: {"max_retries": 3}},
+                    failed_at=spec.failed_at,
+                )
+                assert recorder.record(failure)
+            return ids
+
+        def requeued() -> list[str]:
+            return [
+                message_id
+                for queue in ("emails", "payments")
+                for message_id in pushed_message_ids(client, ns, queue)
+            ]
+
+        broker = RedisBroker(client=client, namespace=ns, middleware=[])
+        reader = registry.make_reader(project, 5.0)
+        executor = FailuresExecutor(
+            "contract",
+            url,
+            resender=lambda: DramatiqResender("contract", None, broker=broker),
+            batch_size=2,
+        )
+        try:
+            yield DriverCase(reader, executor, make_failures, requeued)
+        finally:
+            reader.close()
+            executor.close()
+            recorder.close()
+
+
 CASES: dict[str, Callable[[], AbstractContextManager[DriverCase]]] = {
     "rq": rq_case,
     "laravel-sqlite": lambda: laravel_case("sqlite"),
@@ -194,4 +302,7 @@ CASES: dict[str, Callable[[], AbstractContextManager[DriverCase]]] = {
     "celery-sqlite": lambda: celery_case("sqlite"),
     "celery-postgres": lambda: celery_case("postgres"),
     "celery-mysql": lambda: celery_case("mysql"),
+    "dramatiq-redis": dramatiq_redis_case,
+    "dramatiq-table-sqlite": lambda: dramatiq_table_case("sqlite"),
+    "dramatiq-table-postgres": lambda: dramatiq_table_case("postgres"),
 }
