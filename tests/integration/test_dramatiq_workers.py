@@ -7,8 +7,12 @@ spool and an agent) puts them back; the worker runs them again and we see it.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,7 @@ from failboard.drivers import registry
 from failboard.drivers.base import Executor
 from failboard.models import ActionKind, ActionStatus, FailedJob, JobQuery
 from failboard.spool import Spool
-from tests.dramatiq_support import World, rabbitmq_world, redis_world, wait
+from tests.dramatiq_support import ROOT, World, rabbitmq_world, redis_world, wait
 from tests.services import fresh_database
 
 
@@ -159,3 +163,60 @@ def test_rabbitmq_failures_are_recorded_and_retried_through_the_broker(tmp_path:
         assert (result.succeeded, result.missing, result.failed) == (1, 1, 0)
         wait("the re-published charge", (w.markers / "ok-5555").exists, log=w.log())
         assert w.runs("5555") == 2
+
+
+def _cli(w: World, config: Path, *args: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, "-m", "failboard", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=w.env(),
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    return json.loads(done.stdout) if "--json" in args else done.stdout
+
+
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+def test_the_cli_lists_a_real_failure_and_its_retry_makes_the_worker_run_it_again(
+    broker: str, tmp_path: Path
+) -> None:
+    with fresh_database("sqlite") as db, ExitStack() as stack:
+        w = stack.enter_context(
+            redis_world(tmp_path) if broker == "redis" else rabbitmq_world(tmp_path, db)
+        )
+        keys = w.project().model_dump(include={"url"})
+        options = w.project().options
+        config = tmp_path / "failboard.toml"
+        extra = (
+            f'namespace = "{options.namespace}"\n'
+            if broker == "redis"
+            else f'broker = "rabbitmq"\nbroker_url = "{options.broker_url}"\n'
+        )
+        config.write_text(
+            f'[spool]\nurl = "{db}"\n'
+            f'[[projects]]\nkey = "etl"\ndriver = "dramatiq"\nurl = "{keys["url"]}"\n{extra}'
+        )
+        _cli(w, config, "migrate")
+        with w.worker():
+            w.send("charge", "3131", 7)
+
+            def listed() -> list[dict[str, Any]]:
+                jobs: list[dict[str, Any]] = _cli(w, config, "jobs", "list", "--json")
+                return jobs
+
+            (job,) = wait("the failure in `failboard jobs list`", listed, log=w.log())
+            assert (job["project"], job["queue"], job["name"]) == ("etl", w.queue, "charge")
+            assert job["exception_class"] == "tests.dramatiq_actors.PaymentDeclined"
+            detail = _cli(w, config, "jobs", "show", "etl", job["id"], "--json")
+            assert "raise PaymentDeclined" in detail["exception"]
+
+            (w.markers / "fixed-3131").touch()
+            action = _cli(w, config, "retry", "etl", job["id"], "--json")
+            _cli(w, config, "agent", "--project", "etl", "--once")
+            done = _cli(w, config, "action", str(action["id"]), "--json")
+            assert done["status"] == "completed" and done["result"]["succeeded"] == 1
+            wait("the retried charge", (w.markers / "ok-3131").exists, log=w.log())
+            assert w.runs("3131") == 2
+            assert _cli(w, config, "jobs", "list", "--json") == []
