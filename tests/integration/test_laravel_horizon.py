@@ -8,7 +8,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -260,3 +260,123 @@ def test_concurrent_horizon_retries_push_each_job_once(app: HorizonApp) -> None:
     pushed = [p["retry_of"] for q in ("q0", "q1") for p in app.queue(q)]
     assert sorted(pushed) == sorted(ids)
     assert all(len(json.loads(app.hash(j)["retried_by"])) == 1 for j in ids)
+
+
+def _reader(app: HorizonApp, **options: Any) -> Any:
+    from failboard.drivers.laravel import HorizonReader
+
+    settings = {
+        "redis_url": app.redis_url,
+        "horizon": True,
+        "horizon_prefix": app.horizon_prefix,
+        "horizon_source": "horizon",
+        **options,
+    }
+    return HorizonReader("shop", Options(**settings))
+
+
+def _plant_at(app: HorizonApp, moment: float, queue: str = "default", **fail: Any) -> str:
+    """A failure Horizon recorded at ``moment`` (microtime)."""
+    job, _ = app.fail(queue, in_table=False, **fail)
+    h = app.horizon_prefix
+    app.client.zadd(f"{h}failed_jobs", {job: php_microtime(-moment)})
+    app.client.hset(f"{h}{job}", "failed_at", php_microtime(moment))
+    return job
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_horizon_source_lists_pages_and_filters(app: HorizonApp) -> None:
+    from failboard.models import JobQuery, Seek
+
+    base = 1_799_000_000.0
+    ids = [_plant_at(app, base + i * 10.5, "emails" if i % 2 else "reports") for i in range(7)]
+    tie_a = _plant_at(app, base + 100.25)
+    tie_b = _plant_at(app, base + 100.25)
+    retried = _plant_at(app, base + 200)
+    app.client.hset(f"{app.horizon_prefix}{retried}", "retried_by", '[{"id":"x"}]')
+    reader = _reader(app)
+    try:
+        newest = [job.id for job in reader.list(JobQuery(limit=50))]
+        expected = sorted([tie_a, tie_b], reverse=True) + ids[::-1]
+        assert newest == expected  # retried jobs are not listed
+        seen: list[str] = []
+        query = JobQuery(limit=2)
+        while True:
+            page = reader.list(query)
+            seen += [job.id for job in page]
+            if len(page) < 2:
+                break
+            last = page[-1]
+            query = query.model_copy(
+                update={"seek": Seek(failed_at=last.failed_at, sort_key=last.sort_key)}
+            )
+        assert seen == expected
+        oldest = [job.id for job in reader.list(JobQuery(order="oldest"))]
+        assert oldest == expected[::-1]
+        emails = reader.list(JobQuery(queue="emails"))
+        assert [j.id for j in emails] == [ids[5], ids[3], ids[1]]
+        assert reader.count(JobQuery(queue="emails")).value == 3
+        assert reader.count(JobQuery(), cap=4).capped
+        assert reader.queues() == ["default", "emails", "reports"]
+        assert len(reader.list(JobQuery(name="app\\jobs\\sendinvoice"))) == 9
+        assert reader.list(JobQuery(exception="nothing like it")) == []
+        assert len(reader.list(JobQuery(q="App\\Models\\Invoice"))) == 9
+        window = reader.list(
+            JobQuery(
+                failed_after=datetime.fromtimestamp(base + 20, UTC),
+                failed_before=datetime.fromtimestamp(base + 50, UTC),
+            )
+        )
+        assert [j.id for j in window] == [ids[4], ids[3], ids[2]]
+        detail = reader.get(ids[0])
+        assert detail is not None and detail.name == "App\\Jobs\\SendInvoice"
+        assert detail.extra["tags"] == ["App\\Models\\Invoice:7"]
+        assert detail.extra["horizon_status"] == "failed" and detail.attempts == 3
+        assert detail.failed_at == datetime.fromtimestamp(base, UTC)
+        assert reader.get("no-such-job") is None
+        reader.ping()
+    finally:
+        reader.close()
+
+
+def test_horizon_only_jobs_are_retried_once(app: HorizonApp) -> None:
+    only = [app.fail("emails", in_table=False)[0] for _ in range(6)]
+    errors: list[BaseException] = []
+    results: list[ActionResult] = []
+    start = threading.Barrier(2)
+
+    def run() -> None:
+        executor = app.executor(batch_size=2, horizon_source="horizon")
+        try:
+            start.wait()
+            results.append(executor.retry(only))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            executor.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert sum(r.succeeded for r in results) == 6 and sum(r.missing for r in results) == 6
+    assert sorted(p["retry_of"] for p in app.queue("emails")) == sorted(only)
+
+
+def test_table_detail_shows_horizons_record(app: HorizonApp) -> None:
+    from failboard.drivers.laravel import LaravelReader
+
+    job, _ = app.fail()
+    app.client.hset(f"{app.horizon_prefix}{job}", "retried_by", '[{"id":"r1","status":"failed"}]')
+    options = Options(redis_url=app.redis_url, horizon=True, horizon_prefix=app.horizon_prefix)
+    reader = LaravelReader("shop", app.url, options)
+    try:
+        detail = reader.get(job)
+    finally:
+        reader.close()
+    assert detail is not None
+    assert detail.extra["horizon_status"] == "failed"
+    assert detail.extra["retried_by"] == [{"id": "r1", "status": "failed"}]
+    assert detail.extra["tags"] == ["App\\Models\\Invoice:7"]

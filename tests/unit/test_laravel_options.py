@@ -83,3 +83,31 @@ def test_config_error_names_the_project_and_key() -> None:
             'timezone = "Nowhere"\n',
             environ={},
         )
+
+
+def test_redis_horizon_and_artisan_options() -> None:
+    options = Options(redis_url="redis://127.0.0.1:6379/0", horizon=True)
+    assert options.redis_connections == ("redis",) and not options.redis_cluster
+    assert options.horizon_redis_url == "redis://127.0.0.1:6379/0"
+    assert options.horizon_source == "table" and options.artisan_timeout == 300.0
+    with pytest.raises(ValidationError, match='horizon_source = "horizon" needs horizon = true'):
+        Options(horizon_source="horizon")
+
+
+def test_registry_picks_the_artisan_executor_and_the_horizon_reader() -> None:
+    from failboard.drivers.laravel import ArtisanExecutor, HorizonReader
+
+    settings = parse_settings(
+        '[[projects]]\nkey = "shop"\ndriver = "laravel"\nurl = "sqlite:////tmp/none.db"\n'
+        'executor = "artisan"\nartisan = "/srv/shop/artisan"\nhorizon = true\n'
+        'redis_url = "redis://127.0.0.1:6379/0"\nhorizon_source = "horizon"\n',
+        environ={},
+    )
+    (project,) = settings.projects
+    reader = registry.make_reader(project, timeout=1.0)
+    executor = registry.make_executor(project, batch_size=10)
+    try:
+        assert isinstance(reader, HorizonReader) and isinstance(executor, ArtisanExecutor)
+    finally:
+        reader.close()
+        executor.close()

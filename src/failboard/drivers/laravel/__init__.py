@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from failboard.drivers.laravel.artisan import ArtisanExecutor
 from failboard.drivers.laravel.executor import LaravelExecutor
+from failboard.drivers.laravel.horizon_reader import HorizonReader
 from failboard.drivers.laravel.options import CAPABILITIES, Options
 from failboard.drivers.laravel.reader import LaravelReader
 
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CAPABILITIES",
+    "ArtisanExecutor",
+    "HorizonReader",
     "LaravelExecutor",
     "LaravelReader",
     "Options",
@@ -38,11 +42,21 @@ def _options(project: ProjectSettings) -> Options:
     return Options.model_validate(options.model_dump())
 
 
-def make_reader(project: ProjectSettings, timeout: float = 2.0) -> LaravelReader:
-    """The dashboard's face: reads the project's failed jobs, each query under ``timeout``."""
-    return LaravelReader(project.key, project.url, _options(project), timeout=timeout)
+def make_reader(project: ProjectSettings, timeout: float = 2.0) -> LaravelReader | HorizonReader:
+    """The dashboard's face: reads the project's failed jobs, each query under ``timeout``
+    (from Horizon's Redis records with ``horizon_source = "horizon"``)."""
+    options = _options(project)
+    if options.horizon and options.horizon_source == "horizon":
+        return HorizonReader(project.key, options)
+    return LaravelReader(project.key, project.url, options, timeout=timeout)
 
 
-def make_executor(project: ProjectSettings, batch_size: int = 1_000) -> LaravelExecutor:
-    """The agent's face: retries, deletes and prunes in batches of ``batch_size``."""
-    return LaravelExecutor(project.key, project.url, _options(project), batch_size=batch_size)
+def make_executor(
+    project: ProjectSettings, batch_size: int = 1_000
+) -> LaravelExecutor | ArtisanExecutor:
+    """The agent's face: retries, deletes and prunes in batches of ``batch_size`` — natively,
+    or through ``php artisan`` with ``executor = "artisan"``."""
+    options = _options(project)
+    if options.executor == "artisan":
+        return ArtisanExecutor(project.key, project.url, options, batch_size=batch_size)
+    return LaravelExecutor(project.key, project.url, options, batch_size=batch_size)

@@ -180,14 +180,15 @@ class LaravelExecutor:
                         .with_for_update()
                     ).all()
                     outcome = self._plan(t, keys, rows, int(self._clock()))
-                    if outcome.pushed:
+                    self._horizon_only(outcome)
+                    if outcome.pushed or outcome.horizon:
                         if outcome.pushes:
                             self._check_jobs_table(connection)
                             connection.execute(self._jobs.insert(), outcome.pushes)
                         gone = connection.execute(
                             sa.delete(t.table).where(c.id.in_(outcome.pushed))
                         ).rowcount
-                        if gone != len(outcome.pushed):
+                        if outcome.pushed and gone != len(outcome.pushed):
                             raise _Raced  # rolls back the pushes with it
                         # Redis last, once every SQL statement that could fail has run: a Redis
                         # error rolls the whole batch back with nothing pushed (MULTI/EXEC).
@@ -214,7 +215,8 @@ class LaravelExecutor:
         queue = self._redis_queue()
         try:
             if outcome.horizon:
-                self._horizon_store().retry(queue, outcome.horizon)
+                # Jobs only Horizon had count once their retry really went out.
+                outcome.horizon_only = self._horizon_store().retry(queue, outcome.horizon)
             queue.push(outcome.redis)
         except PayloadError as exc:
             raise StoreError(f"{self._store.what}: {exc}") from exc
@@ -228,9 +230,10 @@ class LaravelExecutor:
         """What to do with each requested job: push it, or say why not."""
         outcome = Outcome()
         options = self.options
-        for _key, row in match(t, keys, rows):
+        for key, row in match(t, keys, rows):
             if row is None:
                 outcome.missing += 1
+                outcome.missing_keys.append(key)
                 continue
             handle = t.handle(row)
             if row.connection in options.database_connections:
@@ -256,6 +259,38 @@ class LaravelExecutor:
             else:
                 outcome.horizon.append(HorizonJob(row.uuid, row.connection, row.queue, row.payload))
         return outcome
+
+    def _horizon_only(self, outcome: Outcome) -> None:
+        """Jobs named by id that the table does not have but Horizon has as failed (Horizon
+        keeps its own records; ``horizon_source = "horizon"`` lists them): retry them too."""
+        if not self.options.horizon or not outcome.missing_keys:
+            return
+        store = self._horizon_store()
+        try:
+            records = store.records(outcome.missing_keys)
+        except Exception as exc:
+            if is_redis_error(exc):
+                raise redis_errors(self._store.what, exc) from exc
+            raise
+        for key in outcome.missing_keys:
+            record = records.get(key)
+            # Already retried (Horizon keeps the original, failed, with retried_by set): its
+            # retry is a job of its own. The table row of a job we just retried is gone too,
+            # so a second agent lands here and must count it missing, not push it again.
+            if record is None or record.get("status") != "failed" or record.get("retried_by"):
+                continue
+            if not record.get("queue"):
+                continue
+            if record.get("connection") not in self.options.redis_connections:
+                continue
+            outcome.horizon.append(
+                HorizonJob(
+                    key,
+                    record.get("connection") or "redis",
+                    record.get("queue") or "default",
+                    None,
+                )
+            )
 
     def _delete_batch(self, tally: ResultTally, keys: list[str]) -> None:
         store = self._store

@@ -137,7 +137,7 @@ class HorizonStore:
 
     # -- retry -----------------------------------------------------------------------------
 
-    def retry(self, queue: RedisQueue, jobs: Sequence[HorizonJob]) -> None:
+    def retry(self, queue: RedisQueue, jobs: Sequence[HorizonJob]) -> int:
         """Retry ``jobs`` the way Horizon's retry button does (see the module docstring).
 
         A job Horizon no longer has as ``failed`` (trimmed after ``trim.failed`` minutes) is
@@ -150,7 +150,7 @@ class HorizonStore:
         databases the queue is written first, Horizon's records second.
         """
         if not jobs:
-            return
+            return 0
         same = _same_database(queue.client, self.client)
         keys = [self.key(job.uuid) for job in jobs]
         for _attempt in range(WATCH_ATTEMPTS):
@@ -162,7 +162,7 @@ class HorizonStore:
                         pipe.watch(*keys)  # type: ignore[no-untyped-call]
                     records = self._failed_records(pipe if same else self.client, keys)
                     monitored = self._monitored(pipe if same else self.client)
-                    pushes, bookkeeping = self._plan(jobs, records, monitored)
+                    pushes, bookkeeping, horizon_only = self._plan(jobs, records, monitored)
                     pipe.multi()
                     if same:
                         for queue_name, payload in pushes:
@@ -172,7 +172,7 @@ class HorizonStore:
                     for write in bookkeeping:
                         write(pipe)
                     pipe.execute()
-                    return
+                    return horizon_only
                 except redis_module.WatchError:
                     continue
         raise redis_module.WatchError(
@@ -194,11 +194,19 @@ class HorizonStore:
         jobs: Sequence[HorizonJob],
         records: list[tuple[str | None, ...]],
         monitored: set[str],
-    ) -> tuple[list[tuple[str | None, str]], list[Callable[[Any], None]]]:
+    ) -> tuple[list[tuple[str | None, str]], list[Callable[[Any], None]], int]:
         now = self._clock()
         pushes: list[tuple[str | None, str]] = []
         writes: list[Callable[[Any], None]] = []
+        horizon_only = 0
         for job, (status, horizon_payload, retried_by) in zip(jobs, records, strict=True):
+            if job.payload is None:
+                # Only Horizon has it: no table row lock guards it, the WATCH does. Chosen
+                # because it was failed and never retried; if that changed, someone else
+                # retried or forgot it meanwhile: skipped.
+                if status != "failed" or retried_by:
+                    continue
+                horizon_only += 1
             payload = None
             if status == "failed" and horizon_payload:
                 new_id = self._new_id()
@@ -213,7 +221,7 @@ class HorizonStore:
                 payload = prepare(json.loads(reset_for_retry(job.payload, now)), now)
             pushes.append((job.queue, payload))
             writes.append(self._pushed(job.connection, job.queue, payload, now, monitored))
-        return pushes, writes
+        return pushes, writes, horizon_only
 
     def _pushed(
         self, connection: str, queue: str, payload: str, now: float, monitored: set[str]

@@ -21,14 +21,16 @@ class Outcome:
         self.redis: list[tuple[str | None, str]] = []  # (queue, payload) for RedisQueue
         self.horizon: list[HorizonJob] = []  # jobs to retry the way Horizon does
         self.missing = 0
+        self.missing_keys: list[str] = []  # not in the table: Horizon may still have them
+        self.horizon_only = 0  # of self.horizon, jobs only Horizon had, retried
         self.failures: list[tuple[str, str]] = []
 
     def fail(self, job_id: str, reason: str) -> None:
         self.failures.append((job_id, reason))
 
     def apply(self, tally: ResultTally) -> None:
-        tally.succeeded += len(self.pushed)
-        tally.missing += self.missing
+        tally.succeeded += len(self.pushed) + self.horizon_only
+        tally.missing += self.missing - self.horizon_only
         for job_id, reason in self.failures:
             tally.fail(job_id, reason)
 

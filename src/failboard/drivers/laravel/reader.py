@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 from failboard.db import create_engine
 from failboard.drivers import sqltable
 from failboard.drivers.base import Count
+from failboard.drivers.laravel.horizon import HorizonStore
 from failboard.drivers.laravel.options import CAPABILITIES, Options
 from failboard.drivers.laravel.payload import decode_payload, json_string, payload_summary
 from failboard.drivers.laravel.store import FailedJobsStore, FailedTable
@@ -24,7 +25,7 @@ from failboard.exceptions import InvalidRequest
 from failboard.fingerprint import fingerprint, split_exception
 from failboard.models import FailedJob, FailedJobDetail, JobQuery, Seek
 
-__all__ = ["LaravelReader"]
+__all__ = ["LaravelReader", "payload_extra"]
 
 PAYLOAD_HEAD = 4_000
 """Characters of a payload a list row reads: enough for every key before ``data.command``."""
@@ -81,6 +82,7 @@ class LaravelReader:
                 url, timeout=timeout, statement_timeout=timeout, what=f"project {project}"
             )
         self._store = FailedJobsStore(project, url, self.options, engine)
+        self._horizon: HorizonStore | None = None
 
     # -- Reader ----------------------------------------------------------------------------
 
@@ -138,7 +140,9 @@ class LaravelReader:
             return None
         payload = decode_payload(row.payload)
         parts = split_exception(row.exception)
-        extra = _extra(payload)
+        extra = payload_extra(payload)
+        if self.options.horizon and t.has_uuid and row.uuid:
+            extra.update(self._horizon_extra(str(row.uuid)))
         summary = payload_summary(row.payload, complete=True)
         name = summary.get("displayName") or summary.get("commandName")
         return FailedJobDetail(
@@ -202,6 +206,27 @@ class LaravelReader:
 
     def close(self) -> None:
         self._store.close()
+        if self._horizon is not None:
+            self._horizon.client.close()
+
+    def _horizon_extra(self, job_id: str) -> dict[str, Any]:
+        """Horizon's record of a job listed from the table (its retries, its status); a detail
+        page still opens when Horizon's Redis does not answer."""
+        from failboard.drivers.laravel.horizon_reader import horizon_extra
+        from failboard.drivers.laravel.redis_queue import connect
+
+        url = self.options.horizon_redis_url
+        if url is None:
+            return {}
+        try:
+            if self._horizon is None:
+                self._horizon = HorizonStore(
+                    connect(url, self.project), self.options.horizon_prefix
+                )
+            record = self._horizon.records([job_id]).get(job_id)
+        except Exception as exc:  # Redis down: the table's copy is still worth showing
+            return {"horizon_error": f"{type(exc).__name__}: {exc}"}
+        return horizon_extra(record) if record is not None else {"horizon_status": None}
 
     # -- SQL -------------------------------------------------------------------------------
 
@@ -310,7 +335,8 @@ def _search_condition(t: FailedTable, q: str) -> sa.ColumnElement[bool]:
     )
 
 
-def _extra(payload: Any) -> dict[str, Any]:
+def payload_extra(payload: Any) -> dict[str, Any]:
+    """The payload fields the detail page shows beside the payload itself."""
     if not isinstance(payload, dict):
         return {}
     extra = {key: payload[key] for key in _EXTRA_KEYS if key in payload}
