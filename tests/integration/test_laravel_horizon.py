@@ -380,3 +380,57 @@ def test_table_detail_shows_horizons_record(app: HorizonApp) -> None:
     assert detail.extra["horizon_status"] == "failed"
     assert detail.extra["retried_by"] == [{"id": "r1", "status": "failed"}]
     assert detail.extra["tags"] == ["App\\Models\\Invoice:7"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
+@pytest.mark.parametrize("source", ["table", "horizon"])
+def test_list_view_retry_delete_through_the_spool_and_the_agent(
+    app: HorizonApp, source: str, tmp_path: Any
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from failboard.agent import Agent
+    from failboard.board import Board
+    from failboard.config import parse_settings
+    from failboard.drivers import registry
+    from failboard.web import create_app
+
+    retried, _ = app.fail("emails")
+    forgotten, _ = app.fail("emails")
+    text = (
+        f'[spool]\nurl = "{app.url}"\nlease_seconds = 30\n'
+        f'[[projects]]\nkey = "shop"\ndriver = "laravel"\nurl = "{app.url}"\n'
+        f'redis_url = "{app.redis_url}"\nredis_prefix = "{app.queue_prefix}"\n'
+        f'horizon = true\nhorizon_prefix = "{app.horizon_prefix}"\n'
+        f'horizon_source = "{source}"\n'
+    )
+    (tmp_path / "failboard.toml").write_text(text)
+    settings = parse_settings(text, source=tmp_path / "failboard.toml")
+    board = Board(settings)
+    board.spool.migrate()
+    project = settings.project("shop")
+    agent = Agent(board.spool, "shop", lambda: registry.make_executor(project), name="t:1")
+    try:
+        with TestClient(create_app(settings, board=board, inline=False)) as client:
+            listed = client.get("/api/v1/jobs", params={"project": "shop"}).json()
+            assert {j["id"] for j in listed["items"]} == {retried, forgotten}
+            detail = client.get(f"/api/v1/jobs/shop/{retried}").json()
+            assert detail["extra"]["tags"] == ["App\\Models\\Invoice:7"]
+            for action, job in (("retry", retried), ("delete", forgotten)):
+                created = client.post(
+                    "/api/v1/actions", json={"project": "shop", "action": action, "job_ids": [job]}
+                )
+                assert created.status_code == 202, created.text
+                assert agent.run_once() == 1
+                done = client.get(f"/api/v1/actions/{created.json()['id']}").json()
+                assert done["status"] == "completed" and done["result"]["succeeded"] == 1
+            assert client.get("/api/v1/jobs", params={"project": "shop"}).json()["items"] == []
+    finally:
+        agent.close()
+        board.close()
+    # What Horizon's retry button and horizon:forget would have left:
+    (pushed,) = app.queue("emails")
+    assert pushed["retry_of"] == retried
+    assert json.loads(app.hash(retried)["retried_by"])[0]["id"] == pushed["uuid"]
+    assert app.zset("failed_jobs") == [retried] and app.hash(forgotten) == {}
+    assert app.table() == set()

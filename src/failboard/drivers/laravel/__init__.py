@@ -1,8 +1,10 @@
-"""The ``laravel`` driver: Laravel's ``failed_jobs`` table (database failed-job providers).
+"""The ``laravel`` driver: Laravel's ``failed_jobs`` table (database failed-job providers) and
+Horizon's Redis records.
 
-Reads on PostgreSQL, MariaDB/MySQL and SQLite; retries into the database queue's ``jobs`` table.
-The registry calls :func:`make_reader` and :func:`make_executor`; :class:`Options` validates the
-project's driver keys (CONTRACT §2).
+Reads on PostgreSQL, MariaDB/MySQL and SQLite (or Horizon's ``failed_jobs`` set); retries into
+the database queue's ``jobs`` table, the Redis queue, or through Horizon's retry — natively, or
+by running ``php artisan``. The registry calls :func:`make_reader` and :func:`make_executor`;
+:class:`Options` validates the project's driver keys (CONTRACT §2).
 """
 
 from __future__ import annotations
