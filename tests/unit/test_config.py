@@ -82,7 +82,7 @@ def test_a_missing_variable_names_the_key_and_the_fix() -> None:
         ),
         (
             '[[projects]]\nkey = "a"\ndriver = "nosuch"\nurl = "sqlite:///x.db"\n',
-            "unknown driver 'nosuch'; use one of: laravel",
+            "unknown driver 'nosuch'; use one of: ",
         ),
         (
             '[[projects]]\nkey = "a"\ndriver = "laravel"\nurl = "sqlite:///x.db"\ntabel = "x"\n',
