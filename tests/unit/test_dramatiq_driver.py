@@ -55,6 +55,7 @@ def test_a_retried_message_starts_afresh_under_a_new_id() -> None:
     assert again["queue_name"] == "mail" and again["message_id"] == "m-1"
     assert again["options"] == {"redis_message_id": "new", "max_retries": 5}
     assert again["args"] == [1] and again["kwargs"] == {"to": "a@b"}
+    assert again["message_timestamp"] > 123  # max_age counts from the retry
     with pytest.raises(ValueError):
         requeued_message(pickle.dumps({"actor_name": "x"}), "mail", "new")
     with pytest.raises(ValueError):

@@ -1,9 +1,10 @@
 """Acts on one Dramatiq project's dead letters in Redis, in atomic batches.
 
 - ``retry``       = what ``RedisBroker.enqueue`` does with the decoded message (a new redis
-  message id, ``HSET <ns>:<queue>.msgs`` + ``RPUSH <ns>:<queue>``), with its retries reset
-  and the previous attempt's traceback dropped, then the dead letter removed (``ZREM`` +
-  ``HDEL``) with the middleware's error record. The message keeps its ``message_id``.
+  message id, ``HSET <ns>:<queue>.msgs`` + ``RPUSH <ns>:<queue>``), with its retries reset,
+  a fresh timestamp (an actor's ``max_age`` counts from it) and the previous traceback dropped,
+  then the dead letter removed (``ZREM`` + ``HDEL``) with the middleware's error record. The
+  message keeps its ``message_id``.
 - ``delete``      = remove the dead letter, its message and its error record.
 - ``retry_queue`` = retry every dead letter of a queue (or of every queue) dead-lettered at or
   before the moment the operator asked; a retried message that fails again is dead-lettered
@@ -23,6 +24,7 @@ answered as failed, untouched. ``broker.flush`` is never called (it drops the li
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -96,10 +98,17 @@ def requeued_message(raw: bytes, queue: str, new_id: str) -> bytes:
     options = fields.get("options")
     options = {k: v for k, v in options.items() if k not in TRANSIENT_OPTIONS} if options else {}
     options["redis_message_id"] = new_id
+    # A fresh timestamp: an actor's max_age (AgeLimit) counts from it, and an operator's retry
+    # of a days-old message must run, not be skipped as too old at once.
+    stamp = int(time.time() * 1000)
+    again = {
+        **fields,
+        "queue_name": canonical(queue),
+        "options": options,
+        "message_timestamp": stamp,
+    }
     # Same separators as dramatiq's JSONEncoder: the bytes look like any message it enqueues.
-    return json.dumps(
-        {**fields, "queue_name": canonical(queue), "options": options}, separators=(",", ":")
-    ).encode("utf-8")
+    return json.dumps(again, separators=(",", ":")).encode("utf-8")
 
 
 class DramatiqExecutor:
