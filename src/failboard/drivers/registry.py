@@ -29,6 +29,7 @@ DRIVERS: dict[str, str] = {
     "rq": "failboard.drivers.rq",
     "dramatiq": "failboard.drivers.dramatiq",
     "celery": "failboard.drivers.celery",
+    "huey": "failboard.drivers.huey",
 }
 """Driver name → module. A module provides ``Options``, ``CAPABILITIES``, ``make_reader`` and
 ``make_executor``."""

@@ -14,7 +14,7 @@ from failboard.models import ActionKind
 if TYPE_CHECKING:
     from failboard.config import ProjectSettings
 
-__all__ = ["APP_PATTERN", "CAPABILITIES", "RecorderOptions", "options_of"]
+__all__ = ["APP_PATTERN", "CAPABILITIES", "RecorderOptions", "ResendOptions", "options_of"]
 
 CAPABILITIES = Capabilities(
     # Every filter is a SQL condition on the failures table; there are no queue connections.
@@ -53,3 +53,15 @@ def options_of(project: ProjectSettings, model: type[OptionsT]) -> OptionsT:
     if isinstance(options, Mapping):
         return model.model_validate(dict(options))
     return model.model_validate(options.model_dump())
+
+
+class ResendOptions(RecorderOptions):
+    """:class:`RecorderOptions` and ``keep_task_id``, for engines that let a job be re-sent under
+    a chosen id (Celery, Huey, arq, taskiq).
+
+    ``keep_task_id``: re-send a job under its original id instead of a new one, so that a caller
+    waiting on the original id's result sees the re-run's. Off by default: with a new id, the
+    original failure and each re-run stay apart, and the action's result maps one to the other.
+    """
+
+    keep_task_id: bool = Field(default=False)

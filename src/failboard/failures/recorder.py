@@ -15,6 +15,7 @@ Nothing here raises into the engine: every error is logged and counted.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
@@ -146,6 +147,15 @@ class Recorder:
                     self._start_thread()
             return not waiting
         except Exception:  # a bug here must not become the worker's problem
+            log.exception("failboard: recorder error")
+            return False
+
+    async def record_async(self, failure: Failure) -> bool:
+        """:meth:`record` for asyncio workers (arq, taskiq): the write runs in a thread, so a
+        slow or unreachable database never stalls the worker's event loop and its other jobs."""
+        try:
+            return await asyncio.to_thread(self.record, failure)
+        except Exception:  # the loop's executor is shutting down: the worker is stopping
             log.exception("failboard: recorder error")
             return False
 

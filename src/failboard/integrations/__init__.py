@@ -3,6 +3,7 @@ their failed jobs (CONTRACT §6). Each writes every FINAL failure into failboard
 (:mod:`failboard.failures`); the engine's driver reads it and re-sends from it.
 
 - Celery: ``failboard.integrations.celery.install(app, url=DB_URL, project="billing")``
+- Huey: ``failboard.integrations.huey.install(huey, url=DB_URL, project="reports")``
 
 Each module imports its engine only when installed, so importing this package costs nothing.
 """

@@ -17,10 +17,8 @@ task is a failboard retry of).
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
-import traceback as tb
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -28,7 +26,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from failboard.drivers.celery.resender import RETRY_OF_HEADER
-from failboard.failures import DEFAULT_REDACT, DEFAULT_TABLE, Failure, Recorder, exception_name
+from failboard.failures import (
+    DEFAULT_REDACT,
+    DEFAULT_TABLE,
+    Failure,
+    ParamNames,
+    Recorder,
+    exception_name,
+    traceback_text,
+)
+from failboard.failures.capture import message_of
 
 __all__ = ["RETRY_OF_HEADER", "install"]
 
@@ -93,7 +100,7 @@ class _Hook:
         self.recorder = recorder
         self._seen: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._seen_lock = threading.Lock()
-        self._params: dict[str, tuple[str, ...] | None] = {}
+        self._params = ParamNames()
 
     def _ours(self, task: Any) -> bool:
         return task is not None and getattr(task, "app", None) is self.app()
@@ -186,22 +193,8 @@ class _Hook:
             retry_of=str(retry_of) if retry_of else None,
             options=options,
             failed_at=datetime.now(UTC),
-            param_names=self._param_names(task),
+            param_names=self._params.of(str(task.name), getattr(task, "run", None)),
         )
-
-    def _param_names(self, task: Any) -> tuple[str, ...] | None:
-        name = str(task.name)
-        if name not in self._params:
-            try:
-                parameters = inspect.signature(task.run).parameters.values()
-                self._params[name] = tuple(
-                    p.name
-                    for p in parameters
-                    if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                )
-            except (TypeError, ValueError):
-                self._params[name] = None
-        return self._params[name]
 
 
 def _exception_parts(exception: BaseException | None) -> tuple[str | None, str | None]:
@@ -213,17 +206,11 @@ def _exception_parts(exception: BaseException | None) -> tuple[str | None, str |
         module = getattr(exception, "exc_module", None)
         name = wrapped if module in (None, "builtins", "__main__") else f"{module}.{wrapped}"
         return name, str(getattr(exception, "text", "") or exception)
-    try:
-        message = str(exception)
-    except Exception:
-        message = "<the exception's str() raised>"
-    return exception_name(exception), message
+    return exception_name(exception), message_of(exception)
 
 
 def _traceback_text(exception: BaseException | None, einfo: Any) -> str | None:
     text = getattr(einfo, "traceback", None)
     if isinstance(text, str) and text:
         return text
-    if exception is None:
-        return None
-    return "".join(tb.format_exception(type(exception), exception, exception.__traceback__))
+    return None if exception is None else traceback_text(exception)

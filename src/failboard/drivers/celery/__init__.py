@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import Field
-
 from failboard.drivers.celery.resender import CeleryResender
 from failboard.failures import (
     CAPABILITIES,
     FailuresExecutor,
     FailuresReader,
-    RecorderOptions,
-    options_of,
+    ResendOptions,
+    executor_for,
+    reader_for,
 )
 
 if TYPE_CHECKING:
@@ -27,32 +26,25 @@ if TYPE_CHECKING:
 __all__ = ["CAPABILITIES", "CeleryResender", "Options", "make_executor", "make_reader"]
 
 
-class Options(RecorderOptions):
-    """``table`` and ``app`` (see :class:`~failboard.failures.RecorderOptions`), and:
+class Options(ResendOptions):
+    """``table``, ``app`` and ``keep_task_id`` (see :class:`~failboard.failures.ResendOptions`).
 
-    ``keep_task_id``: re-send a task under its original id instead of a new one, so that a
-    caller waiting on ``AsyncResult(original_id)`` sees the re-run's result. Off by default:
-    with a new id, the original failure and each re-run stay apart (the re-sent message carries
-    the original id in its ``failboard_retry_of`` header, and a re-run that fails again is
-    recorded with ``retry_of`` set).
+    With a new id (the default) the re-sent message carries the original id in its
+    ``failboard_retry_of`` header, and a re-run that fails again is recorded with ``retry_of``
+    set. ``keep_task_id`` lets a caller waiting on ``AsyncResult(original_id)`` see the re-run.
     """
-
-    keep_task_id: bool = Field(default=False)
 
 
 def make_reader(project: ProjectSettings, timeout: float = 2.0) -> FailuresReader:
     """The dashboard's face: the project's rows of the failures table."""
-    options = options_of(project, Options)
-    return FailuresReader(project.key, project.url, options.table, timeout=timeout)
+    return reader_for(project, Options, timeout)
 
 
 def make_executor(project: ProjectSettings, batch_size: int = 1_000) -> FailuresExecutor:
     """The agent's face: re-sends through the project's Celery app in batches of ``batch_size``."""
-    options = options_of(project, Options)
-
-    def resender() -> CeleryResender:
-        return CeleryResender(project.key, options.app, keep_task_id=options.keep_task_id)
-
-    return FailuresExecutor(
-        project.key, project.url, options.table, resender=resender, batch_size=batch_size
+    return executor_for(
+        project,
+        Options,
+        lambda options: CeleryResender(project.key, options.app, keep_task_id=options.keep_task_id),
+        batch_size,
     )

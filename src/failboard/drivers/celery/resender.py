@@ -8,47 +8,16 @@ Decimals come back as the same types.
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
-from failboard.exceptions import ConfigError
-from failboard.failures import BrokerUnreachable, StoredFailure
+from failboard.failures import BrokerUnreachable, StoredFailure, decode_call, project_app
+from failboard.failures.app import import_app
 
 __all__ = ["RETRY_OF_HEADER", "CeleryResender", "import_app"]
 
 RETRY_OF_HEADER = "failboard_retry_of"
 """The message header naming the task id a re-sent task is a retry of."""
-
-
-def import_app(path: str) -> Any:
-    """The object at ``"package.module:attribute"``, importing the module.
-
-    Like ``celery -A``, the current directory is tried too when the module is not found."""
-    module_name, _, attribute = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if os.getcwd() in sys.path or not (exc.name and module_name.startswith(exc.name)):
-            raise ConfigError(f"app = {path!r}: cannot import {module_name}: {exc}") from exc
-        sys.path.insert(0, os.getcwd())
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as again:
-            raise ConfigError(f"app = {path!r}: cannot import {module_name}: {again}") from again
-    except Exception as exc:  # the project's module raised while importing
-        raise ConfigError(
-            f"app = {path!r}: importing {module_name} failed: {type(exc).__name__}: {exc}"
-        ) from exc
-    found: Any = module
-    for part in attribute.split("."):
-        try:
-            found = getattr(found, part)
-        except AttributeError:
-            raise ConfigError(f"app = {path!r}: {module_name} has no {attribute}") from None
-    return found
 
 
 class CeleryResender:
@@ -57,12 +26,7 @@ class CeleryResender:
     engine = "celery"
 
     def __init__(self, project: str, app: str | Any | None, *, keep_task_id: bool = False) -> None:
-        if app is None:
-            raise ConfigError(
-                f'project {project}: set app = "proj.celery:app" (the import path of the '
-                "project's Celery app) so that its agent can re-send tasks"
-            )
-        self.app = import_app(app) if isinstance(app, str) else app
+        self.app = project_app(project, app, "proj.celery:app", "Celery app")
         self.keep_task_id = keep_task_id
         from kombu.exceptions import OperationalError
         from kombu.utils.json import loads
@@ -72,12 +36,7 @@ class CeleryResender:
         self._producer: Any = None  # one producer for the whole action: half the cost per send
 
     def send(self, failure: StoredFailure) -> str:
-        if not failure.name:
-            raise ValueError("no task name was recorded")
-        args = self._loads(failure.args) if failure.args else []
-        kwargs = self._loads(failure.kwargs) if failure.kwargs else {}
-        if not isinstance(args, list) or not isinstance(kwargs, dict):
-            raise ValueError("the recorded args/kwargs are not a list and a mapping")
+        args, kwargs = decode_call(failure, self._loads)
         options: dict[str, Any] = {"headers": {RETRY_OF_HEADER: failure.job_id}}
         if failure.queue:
             options["queue"] = failure.queue
