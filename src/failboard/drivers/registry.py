@@ -30,6 +30,7 @@ DRIVERS: dict[str, str] = {
     "dramatiq": "failboard.drivers.dramatiq",
     "celery": "failboard.drivers.celery",
     "huey": "failboard.drivers.huey",
+    "arq": "failboard.drivers.arq",
 }
 """Driver name → module. A module provides ``Options``, ``CAPABILITIES``, ``make_reader`` and
 ``make_executor``."""
