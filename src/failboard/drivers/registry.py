@@ -31,6 +31,7 @@ DRIVERS: dict[str, str] = {
     "celery": "failboard.drivers.celery",
     "huey": "failboard.drivers.huey",
     "arq": "failboard.drivers.arq",
+    "taskiq": "failboard.drivers.taskiq",
 }
 """Driver name → module. A module provides ``Options``, ``CAPABILITIES``, ``make_reader`` and
 ``make_executor``."""

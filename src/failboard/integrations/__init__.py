@@ -5,6 +5,8 @@ their failed jobs (CONTRACT §6). Each writes every FINAL failure into failboard
 - Celery: ``failboard.integrations.celery.install(app, url=DB_URL, project="billing")``
 - Huey: ``failboard.integrations.huey.install(huey, url=DB_URL, project="reports")``
 - arq: ``failboard.integrations.arq.install(WorkerSettings, url=DB_URL, project="mailer")``
+- taskiq: ``broker.add_middlewares(FailboardMiddleware(url=DB_URL, project="shop"))`` from
+  :mod:`failboard.integrations.taskiq`
 
 Each module imports its engine only when installed, so importing this package costs nothing.
 """
