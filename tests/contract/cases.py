@@ -294,6 +294,68 @@ def dramatiq_table_case(kind: str) -> Iterator[DriverCase]:
             recorder.close()
 
 
+@contextmanager
+def huey_case(kind: str) -> Iterator[DriverCase]:
+    """Failures written by the real Recorder into the failures table on ``kind``; retries
+    re-sent by name by the real resender onto a real Huey storage (SQLite, in a folder of its
+    own, so that nothing is shared), one queue per recorded instance name."""
+    import tempfile
+
+    from huey import SqliteHuey
+
+    from failboard.drivers.huey import HueyResender
+
+    with fresh_database(kind) as url, tempfile.TemporaryDirectory() as folder:
+        huey = SqliteHuey("emails", filename=f"{folder}/huey.db")
+        recorder = Recorder(url, "contract")
+        project = ProjectSettings.model_validate({"key": "contract", "driver": "huey", "url": url})
+
+        def make_failures(specs: list[Spec]) -> list[str]:
+            ids = [str(uuid.uuid4()) for _ in specs]
+            for job_id, spec in zip(ids, specs, strict=True):
+                failure = Failure(
+                    engine="huey",
+                    job_id=job_id,
+                    name=spec.name,  # re-sent by name: no consumer needs to know it here
+                    queue=spec.queue,
+                    args=[1, "two"],
+                    kwargs={"three": 3},
+                    exception_class=spec.exception_class,
+                    exception_message=spec.message,
+                    traceback=f"Traceback (most recent call last):\n{spec.exception_class}: "
+                    f"{spec.message}\n",
+                    attempts=1,
+                    failed_at=spec.failed_at,
+                )
+                assert recorder.record(failure)
+            return ids
+
+        def requeued() -> list[str]:
+            pushed = []
+            for queue in ("emails", "payments"):
+                storage = SqliteHuey(queue, filename=f"{folder}/huey.db").storage
+                for data in storage.enqueued_items():
+                    message = huey.serializer.deserialize(data)
+                    assert (message.args, message.kwargs) == ((1, "two"), {"three": 3})
+                    pushed.append(message.id)
+            return pushed
+
+        reader = registry.make_reader(project, 5.0)
+        executor = FailuresExecutor(
+            "contract",
+            url,
+            # keep_task_id: the message's id is the original one, which requeued() reports.
+            resender=lambda: HueyResender("contract", huey, keep_task_id=True),
+            batch_size=2,
+        )
+        try:
+            yield DriverCase(reader, executor, make_failures, requeued)
+        finally:
+            reader.close()
+            executor.close()
+            recorder.close()
+
+
 CASES: dict[str, Callable[[], AbstractContextManager[DriverCase]]] = {
     "rq": rq_case,
     "laravel-sqlite": lambda: laravel_case("sqlite"),
@@ -305,4 +367,6 @@ CASES: dict[str, Callable[[], AbstractContextManager[DriverCase]]] = {
     "dramatiq-redis": dramatiq_redis_case,
     "dramatiq-table-sqlite": lambda: dramatiq_table_case("sqlite"),
     "dramatiq-table-postgres": lambda: dramatiq_table_case("postgres"),
+    "huey-sqlite": lambda: huey_case("sqlite"),
+    "huey-postgres": lambda: huey_case("postgres"),
 }

@@ -9,7 +9,9 @@ with the label ``_retries`` raised by one, while ``_retries + 1 < max_retries``.
 ``on_error`` run in reverse order, so this one may run before or after the retry middleware's;
 instead of depending on that order, it asks the same question the retry middleware asks (the
 task's ``retry_on_error`` label or the middleware's default, its exception types, the retries
-left) and records only when no retry is left: the FINAL failure.
+left) and records only when no retry is left: the FINAL failure. The retry middleware raises
+``_retries`` in the message's own labels when it kicks, so the count is read in ``pre_execute``,
+before anything ran.
 
 Recorded: task id and name, queue (the ``queue_name`` label or the broker's ``queue_name``),
 args and kwargs (sensitive names redacted), exception class, message and traceback, attempts
@@ -80,14 +82,27 @@ class FailboardMiddleware(TaskiqMiddleware):
             timeout=timeout,
         )
         self._params = ParamNames()
+        self._tries: dict[str, int] = {}  # task id -> _retries as the message came in
+
+    def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
+        self._tries[message.task_id] = _int(message.labels.get("_retries"))
+        return message
+
+    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        self._tries.pop(message.task_id, None)
 
     async def on_error(
         self, message: TaskiqMessage, result: TaskiqResult[Any], exception: BaseException
     ) -> None:
         try:
-            if isinstance(exception, NoResultError) or self._will_retry(message, exception):
+            retries = self._tries.get(message.task_id)
+            if retries is None:  # not seen in pre_execute: the labels are still the incoming ones
+                retries = _int(message.labels.get("_retries"))
+            if isinstance(exception, NoResultError) or self._will_retry(
+                message, exception, retries
+            ):
                 return  # not a failure, or not yet the final one
-            await self.recorder.record_async(self._failure(message, exception))
+            await self.recorder.record_async(self._failure(message, exception, retries))
         except Exception:  # never let the recorder break the worker
             log.exception("failboard: could not record the failure of task %s", message.task_id)
 
@@ -98,15 +113,15 @@ class FailboardMiddleware(TaskiqMiddleware):
         except Exception:
             log.exception("failboard: flushing failures at shutdown")
 
-    def _will_retry(self, message: TaskiqMessage, exception: BaseException) -> bool:
+    def _will_retry(self, message: TaskiqMessage, exception: BaseException, retries: int) -> bool:
         """Whether one of the broker's retry middlewares kicks this task again."""
         for middleware in self.broker.middlewares:
             if isinstance(middleware, SimpleRetryMiddleware | SmartRetryMiddleware):
-                if _retries_again(middleware, message, exception):
+                if _retries_again(middleware, message, exception, retries):
                     return True
         return False
 
-    def _failure(self, message: TaskiqMessage, exception: BaseException) -> Failure:
+    def _failure(self, message: TaskiqMessage, exception: BaseException, retries: int) -> Failure:
         labels = dict(message.labels)
         class_name, text, trace = describe(exception)
         queue = labels.get("queue_name") or getattr(self.broker, "queue_name", None)
@@ -123,7 +138,7 @@ class FailboardMiddleware(TaskiqMiddleware):
             exception_class=class_name,
             exception_message=text,
             traceback=trace,
-            attempts=_int(labels.get("_retries")) + 1,
+            attempts=retries + 1,
             worker=worker_name(),
             retry_of=str(retry_of) if retry_of else None,
             options={LABELS: kept} if kept else {},
@@ -133,8 +148,11 @@ class FailboardMiddleware(TaskiqMiddleware):
         )
 
 
-def _retries_again(middleware: Any, message: TaskiqMessage, exception: BaseException) -> bool:
-    """The retry middlewares' own decision (taskiq 0.11 to 0.13), asked without acting on it."""
+def _retries_again(
+    middleware: Any, message: TaskiqMessage, exception: BaseException, retries: int
+) -> bool:
+    """The retry middlewares' own decision (taskiq 0.11 to 0.13), asked without acting on it;
+    ``retries`` is the ``_retries`` label the message came in with."""
     kinds = middleware.types_of_exceptions
     task = middleware.broker.find_task(message.task_name) if middleware.broker else None
     if task is not None and task.labels.get("types_of_exceptions") is not None:
@@ -148,8 +166,7 @@ def _retries_again(middleware: Any, message: TaskiqMessage, exception: BaseExcep
         retry_on_error = middleware.default_retry_label
     if not retry_on_error:
         return False
-    retries = _int(message.labels.get("_retries")) + 1
-    return retries < _int(message.labels.get("max_retries"), middleware.default_retry_count)
+    return retries + 1 < _int(message.labels.get("max_retries"), middleware.default_retry_count)
 
 
 def _int(value: Any, default: int = 0) -> int:

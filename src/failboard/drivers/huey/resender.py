@@ -3,8 +3,9 @@
 The task is re-created BY NAME: a message like the one ``huey.enqueue`` writes (Huey's own
 ``Message``, serialized by the instance's serializer, so compression and pickle settings match),
 put on the instance's storage. The agent needs the instance's storage settings, not the task's
-code, and the task's module need not be imported (as with Celery's ``send_task``). The retries,
-delay and timeout are the task's declared ones, as for a new call.
+code, and the task's module need not be imported (as with Celery's ``send_task``). The task goes
+back to the queue it failed on (the recorded instance name). The retries, delay and timeout are
+the task's declared ones, as for a new call.
 """
 
 from __future__ import annotations
@@ -29,15 +30,11 @@ class HueyResender:
 
         self._message = Message
         self._unreachable = _unreachable_errors()
+        self._storages: dict[str, Any] = {}
 
     def send(self, failure: StoredFailure) -> str:
         args, kwargs = decode_call(failure)
-        if failure.queue and failure.queue != self.huey.name:
-            # One Huey instance is one queue: another instance's task would land on the wrong one.
-            raise ValueError(
-                f"recorded by the Huey instance {failure.queue!r}, but the app is "
-                f"{self.huey.name!r}: not re-sent"
-            )
+        storage = self._storage(failure.queue)
         task_id = failure.job_id if self.keep_task_id else str(uuid.uuid4())
         priority = failure.options.get("priority")
         message = self._message(
@@ -49,15 +46,27 @@ class HueyResender:
         )
         try:
             data = self.huey.serializer.serialize(message)
-            self.huey.storage.enqueue(data, message.priority)
+            storage.enqueue(data, message.priority)
         except self._unreachable as exc:
             raise BrokerUnreachable(
                 f"the storage of the Huey instance cannot be reached: {type(exc).__name__}: {exc}"
             ) from exc
         return task_id
 
+    def _storage(self, queue: str | None) -> Any:
+        """The storage of the queue the task failed on: the instance's own, or (a project with
+        several Huey instances on one Redis) one like it under the recorded instance name."""
+        if not queue or queue == self.huey.name:
+            return self.huey.storage
+        if queue not in self._storages:
+            kind = getattr(self.huey, "storage_class", None) or type(self.huey.storage)
+            self._storages[queue] = kind(queue, **self.huey.storage_kwargs)
+        return self._storages[queue]
+
     def close(self) -> None:
-        """Nothing to release: the instance's connections are its own."""
+        """Nothing to release: the instance's connections are its own, and the storages made
+        for other queues share its settings (and, given a pool, its connections)."""
+        self._storages.clear()
 
 
 def _unreachable_errors() -> tuple[type[BaseException], ...]:
