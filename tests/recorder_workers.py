@@ -77,6 +77,11 @@ class Project:
         page = self.board.list_jobs(JobQuery(limit=100))
         return {job.id for job in page.items}
 
+    def detail(self, job_id: str) -> dict[str, Any]:
+        """The job as the Board shows it (``jobs show --json`` without the CLI's start-up)."""
+        found: dict[str, Any] = self.board.get_job(self.key, job_id).model_dump(mode="json")
+        return found
+
     def listed(self, *job_ids: str) -> bool:
         """Whether all of ``job_ids`` are listed (for :func:`wait`)."""
         return set(job_ids) <= self.job_ids()

@@ -112,7 +112,7 @@ def test_a_failed_job_is_listed_retried_by_the_agent_and_runs_again(project: Pro
         assert detail["payload"]["kwargs"] == {"note": "first"}
         assert "Traceback (most recent call last)" in detail["exception"]
         assert "MailBounced: mail to ann@example.com bounced" in detail["exception"]
-        secret = project.cli("jobs", "show", project.key, login, "--json")
+        secret = project.detail(login)
         assert secret["exception_class"] == "PermissionError"
         assert secret["args"] == ["bob", "[redacted]"]  # positional, found by its name
         assert "hunter2" not in json.dumps(secret)

@@ -75,7 +75,7 @@ def test_a_failed_task_is_listed_retried_by_the_agent_and_runs_again(project: Pr
         assert detail["payload"]["kwargs"] == {"note": "first"}
         assert "Traceback (most recent call last)" in detail["exception"]
         assert "ReportFailed: report 42 has no data" in detail["exception"]
-        secret = project.cli("jobs", "show", project.key, login, "--json")
+        secret = project.detail(login)
         assert secret["args"] == ["bob", "[redacted]"]  # positional, found by its name
         assert "hunter2" not in json.dumps(secret)
 

@@ -94,7 +94,7 @@ def test_a_failed_task_is_listed_retried_by_the_agent_and_runs_again(project: Pr
         assert detail["payload"]["kwargs"] == {"note": "first"}
         assert "Traceback (most recent call last)" in detail["exception"]
         assert "CarrierDown: order 42: dhl did not answer" in detail["exception"]
-        secret = project.cli("jobs", "show", project.key, login, "--json")
+        secret = project.detail(login)
         assert secret["attempts"] == 1  # no retry_on_error label: failed for good at once
         assert secret["args"] == ["bob", "[redacted]"]  # positional, found by its name
         assert "hunter2" not in json.dumps(secret)
@@ -129,7 +129,7 @@ def test_a_re_sent_task_that_fails_again_is_recorded_as_a_retry_of_the_first(
         done = project.retry_through_agent(order)  # not fixed: it fails again, retried once
         new_id = done["details"]["lineage"][order]
         wait("the re-run's failure", lambda: project.listed(new_id), log=_log(project))
-    detail = project.cli("jobs", "show", project.key, new_id, "--json")
+    detail = project.detail(new_id)
     assert detail["attempts"] == 2  # the re-sent task got its retry again
     assert detail["extra"]["retry_of"] == order
     assert project.job_ids() == {new_id}
