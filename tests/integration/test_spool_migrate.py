@@ -104,3 +104,14 @@ def test_an_unreachable_spool_names_its_redacted_url(url: str) -> None:
     assert "127.0.0.1:1" in message
     assert "cannot connect" in message
     assert caught.value.__cause__ is not None
+
+
+def test_known_revisions_match_alembics_own_view() -> None:
+    # migrate.KNOWN/HEAD spare every agent start an Alembic import; they must not drift.
+    from alembic.script import ScriptDirectory
+
+    from failboard.spool.migrate import HEAD, KNOWN, alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config("failboard_"))
+    assert script.get_current_head() == HEAD
+    assert tuple(reversed([r.revision for r in script.walk_revisions()])) == KNOWN
