@@ -7,7 +7,8 @@ redis-py, and an agent imports only its own project's driver.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -22,6 +23,7 @@ __all__ = [
     "make_executor",
     "make_reader",
     "options_model",
+    "options_of",
 ]
 
 DRIVERS: dict[str, str] = {
@@ -74,3 +76,19 @@ def capabilities(driver: str) -> Capabilities:
     """What the driver can filter on and do, known without opening any store."""
     caps: Capabilities = _module(driver).CAPABILITIES
     return caps
+
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+def options_of(project: ProjectSettings, model: type[OptionsT]) -> OptionsT:
+    """The project's driver options as ``model``: already that model when the project came from
+    a config file; validated here when a caller built the project by hand."""
+    options = project.options
+    if isinstance(options, model):
+        return options
+    if options is None:
+        return model()
+    if isinstance(options, Mapping):
+        return model.model_validate(dict(options))
+    return model.model_validate(options.model_dump())

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, TypeVar
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from failboard.drivers.base import Capabilities
+from failboard.drivers.registry import options_of
 from failboard.failures.schema import DEFAULT_TABLE, TABLE_PATTERN
 from failboard.models import ActionKind
-
-if TYPE_CHECKING:
-    from failboard.config import ProjectSettings
 
 __all__ = ["APP_PATTERN", "CAPABILITIES", "RecorderOptions", "ResendOptions", "options_of"]
 
@@ -38,21 +33,6 @@ class RecorderOptions(BaseModel):
 
     table: str = Field(default=DEFAULT_TABLE, pattern=TABLE_PATTERN)
     app: str | None = Field(default=None, pattern=APP_PATTERN)
-
-
-OptionsT = TypeVar("OptionsT", bound=BaseModel)
-
-
-def options_of(project: ProjectSettings, model: type[OptionsT]) -> OptionsT:
-    """The project's driver options as ``model``."""
-    options = project.options
-    if isinstance(options, model):
-        return options
-    if options is None:
-        return model()
-    if isinstance(options, Mapping):
-        return model.model_validate(dict(options))
-    return model.model_validate(options.model_dump())
 
 
 class ResendOptions(RecorderOptions):

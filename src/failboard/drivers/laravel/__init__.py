@@ -9,7 +9,6 @@ by running ``php artisan``. The registry calls :func:`make_reader` and :func:`ma
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from failboard.drivers.laravel.artisan import ArtisanExecutor
@@ -17,6 +16,7 @@ from failboard.drivers.laravel.executor import LaravelExecutor
 from failboard.drivers.laravel.horizon_reader import HorizonReader
 from failboard.drivers.laravel.options import CAPABILITIES, Options
 from failboard.drivers.laravel.reader import LaravelReader
+from failboard.drivers.registry import options_of
 
 if TYPE_CHECKING:
     from failboard.config import ProjectSettings
@@ -33,21 +33,10 @@ __all__ = [
 ]
 
 
-def _options(project: ProjectSettings) -> Options:
-    options = project.options
-    if isinstance(options, Options):
-        return options
-    if options is None:
-        return Options()
-    if isinstance(options, Mapping):
-        return Options.model_validate(dict(options))
-    return Options.model_validate(options.model_dump())
-
-
 def make_reader(project: ProjectSettings, timeout: float = 2.0) -> LaravelReader | HorizonReader:
     """The dashboard's face: reads the project's failed jobs, each query under ``timeout``
     (from Horizon's Redis records with ``horizon_source = "horizon"``)."""
-    options = _options(project)
+    options = options_of(project, Options)
     if options.horizon and options.horizon_source == "horizon":
         return HorizonReader(project.key, options)
     return LaravelReader(project.key, project.url, options, timeout=timeout)
@@ -58,7 +47,7 @@ def make_executor(
 ) -> LaravelExecutor | ArtisanExecutor:
     """The agent's face: retries, deletes and prunes in batches of ``batch_size`` — natively,
     or through ``php artisan`` with ``executor = "artisan"``."""
-    options = _options(project)
+    options = options_of(project, Options)
     if options.executor == "artisan":
         return ArtisanExecutor(project.key, project.url, options, batch_size=batch_size)
     return LaravelExecutor(project.key, project.url, options, batch_size=batch_size)

@@ -7,9 +7,9 @@ prunes with pipelined, atomic batches. The registry calls :func:`make_reader` an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from failboard.drivers.registry import options_of
 from failboard.drivers.rq.executor import RqExecutor
 from failboard.drivers.rq.options import CAPABILITIES, Options
 from failboard.drivers.rq.reader import RqReader
@@ -27,22 +27,11 @@ __all__ = [
 ]
 
 
-def _options(project: ProjectSettings) -> Options:
-    options = project.options
-    if isinstance(options, Options):
-        return options
-    if options is None:
-        return Options()
-    if isinstance(options, Mapping):
-        return Options.model_validate(dict(options))
-    return Options.model_validate(options.model_dump())
-
-
 def make_reader(project: ProjectSettings, timeout: float = 2.0) -> RqReader:
     """The dashboard's face: reads the project's failed jobs, each Redis call under ``timeout``."""
-    return RqReader(project.key, project.url, _options(project), timeout=timeout)
+    return RqReader(project.key, project.url, options_of(project, Options), timeout=timeout)
 
 
 def make_executor(project: ProjectSettings, batch_size: int = 1_000) -> RqExecutor:
     """The agent's face: retries, deletes and prunes in pipelined batches of ``batch_size``."""
-    return RqExecutor(project.key, project.url, _options(project), batch_size=batch_size)
+    return RqExecutor(project.key, project.url, options_of(project, Options), batch_size=batch_size)
