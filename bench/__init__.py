@@ -1,0 +1,1 @@
+"""failboard's benchmarks: ``python -m bench`` (or ``make bench``); see docs/benchmarks.md."""

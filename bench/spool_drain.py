@@ -1,0 +1,168 @@
+"""Target 3: four agent processes draining 2,000 actions of one project, on PostgreSQL and on
+MariaDB, each action a real retry of one real job.
+
+Throughput is measured on the database clock, from the first claim to the last outcome, so
+process start-up is left out. Correctness is proved from two ledgers that the agents cannot
+fake: the project's ``jobs`` table (each job pushed exactly once) and the spool's append-only
+events (each action claimed exactly once, completed exactly once, never reaped).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from bench.data import failed_job_rows
+from bench.procs import start, stop, write_config
+from bench.results import Result, log
+from bench.services import DATA_DIR, Kind, drop_database, recreate_database
+from failboard.db import create_engine
+from failboard.drivers.laravel.schema import create_tables, insert_failed_jobs
+from failboard.models import ActionKind, ActionStatus
+from failboard.spool import EventKind, Spool
+
+__all__ = ["run"]
+
+AGENTS = 4
+PROJECT = "bench"
+DATABASE = "fb_bench_drain"
+DRAIN_TIMEOUT = 300.0
+
+
+def _seed(url: str, count: int) -> list[str]:
+    engine = create_engine(url, timeout=30.0)
+    try:
+        create_tables(engine)
+        rows = list(
+            failed_job_rows(count, seed=11, anchor=datetime.now(UTC), connection="database")
+        )
+        with engine.begin() as connection:
+            insert_failed_jobs(connection, rows)
+    finally:
+        engine.dispose()
+    return [row["uuid"] for row in rows]
+
+
+def _wait_drained(spool: Spool, count: int) -> float:
+    """Poll until no action is open; the seconds it took."""
+    a = spool.tables.actions
+    query = sa.select(sa.func.count()).where(
+        a.c.project == PROJECT,
+        a.c.status.in_((ActionStatus.PENDING.value, ActionStatus.PROCESSING.value)),
+    )
+    started = time.perf_counter()
+    while time.perf_counter() - started < DRAIN_TIMEOUT:
+        with spool.engine.connect() as connection:
+            if connection.execute(query).scalar_one() == 0:
+                break
+        time.sleep(0.2)
+    return time.perf_counter() - started
+
+
+def _ledger(url: str, spool: Spool, uuids: list[str]) -> dict[str, int | float]:
+    a, e = spool.tables.actions, spool.tables.events
+    engine = create_engine(url, timeout=30.0)
+    try:
+        with engine.connect() as connection:
+            payloads = connection.execute(sa.text("SELECT payload FROM jobs")).scalars().all()
+            left = connection.execute(sa.text("SELECT count(*) FROM failed_jobs")).scalar_one()
+            actions = connection.execute(
+                sa.select(a.c.id, a.c.status, a.c.result, a.c.claimed_by).where(
+                    a.c.project == PROJECT
+                )
+            ).all()
+            events = connection.execute(
+                sa.select(e.c.kind, sa.func.count(), sa.func.count(sa.distinct(e.c.action_id)))
+                .where(e.c.action_id.in_([row.id for row in actions]))
+                .group_by(e.c.kind)
+            ).all()
+            span = connection.execute(
+                sa.select(sa.func.min(a.c.claimed_at), sa.func.max(a.c.finished_at)).where(
+                    a.c.project == PROJECT
+                )
+            ).one()
+    finally:
+        engine.dispose()
+    pushed = Counter(json.loads(payload)["uuid"] for payload in payloads)
+    by_kind = {kind: (int(total), int(distinct)) for kind, total, distinct in events}
+    claimed, claimed_actions = by_kind.get(EventKind.CLAIMED, (0, 0))
+    completed_events, _ = by_kind.get(EventKind.COMPLETED, (0, 0))
+    completed = [row for row in actions if row.status == ActionStatus.COMPLETED.value]
+    succeeded = sum(json.loads(row.result)["succeeded"] for row in completed if row.result)
+    return {
+        "actions": len(actions),
+        "completed": len(completed),
+        "succeeded": succeeded,
+        "agents_used": len({row.claimed_by for row in actions}),
+        "jobs_rows": sum(pushed.values()),
+        "jobs_pushed_twice": sum(n - 1 for n in pushed.values() if n > 1),
+        "jobs_never_pushed": len(set(uuids) - set(pushed)),
+        "failed_jobs_left": int(left),
+        "claimed_events": claimed,
+        "claimed_twice": claimed - claimed_actions,
+        "completed_events": completed_events,
+        "reaped_events": by_kind.get(EventKind.REAPED, (0, 0))[0],
+        "span_s": (span[1] - span[0]).total_seconds() if span[0] and span[1] else float("nan"),
+    }
+
+
+def _drain(kind: Kind, count: int) -> Result:
+    url = recreate_database(kind, DATABASE)
+    log(f"spool: {AGENTS} agents draining {count:,} retry actions on {kind}")
+    uuids = _seed(url, count)
+    spool = Spool(url)
+    try:
+        spool.migrate()
+        for uuid in uuids:
+            spool.submit(PROJECT, ActionKind.RETRY, {"job_ids": [uuid]})
+        config = write_config(
+            DATA_DIR / f"drain-{kind}.toml", url, [(PROJECT, url)], agent="interval_seconds = 0.2"
+        )
+        agents = [
+            start(["agent", "--project", PROJECT, "--config", str(config)], f"drain-{kind}-{n}.log")
+            for n in range(AGENTS)
+        ]
+        try:
+            wall = _wait_drained(spool, count)
+        finally:
+            codes = [stop(agent) for agent in agents]
+        ledger = _ledger(url, spool, uuids)
+    finally:
+        spool.close()
+        drop_database(kind, DATABASE)
+    duplicates = int(ledger["jobs_pushed_twice"]) + int(ledger["claimed_twice"])
+    lost = (count - int(ledger["completed"])) + int(ledger["jobs_never_pushed"])
+    span = float(ledger["span_s"])
+    rate = count / span
+    clean = (
+        duplicates == 0
+        and lost == 0
+        and ledger["succeeded"] == count
+        and ledger["completed_events"] == count
+        and ledger["reaped_events"] == 0
+        and ledger["failed_jobs_left"] == 0
+        and codes == [0] * AGENTS
+    )
+    log(f"  {rate:,.0f} actions/s; duplicates {duplicates}, lost {lost}; {ledger}")
+    return Result(
+        f"spool: {AGENTS} agents, {count:,} actions",
+        "PostgreSQL" if kind == "postgres" else "MariaDB",
+        f"{rate:,.0f} actions/s",
+        "0 duplicates, 0 lost",
+        clean,
+        f"{duplicates} duplicates, {lost} lost: {ledger['jobs_rows']:,} jobs rows / "
+        f"{count:,} uuids, {ledger['claimed_events']:,} claimed + "
+        f"{ledger['completed_events']:,} completed events, {ledger['reaped_events']} reaped, "
+        f"{ledger['failed_jobs_left']} left; {span:.1f} s first claim → last outcome; "
+        f"{ledger['agents_used']} agents, exit {codes}",
+        {**ledger, "kind": kind, "rate": rate, "wall_s": wall, "exit_codes": codes},
+    )
+
+
+def run(quick: bool = False) -> list[Result]:
+    count = 500 if quick else 2_000
+    return [_drain("postgres", count), _drain("mysql", count)]
