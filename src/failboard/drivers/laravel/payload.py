@@ -253,6 +253,16 @@ def reset_for_retry(payload: str, now: datetime | float) -> str:
     whole payload with plain ``json_encode``, which changes nothing a worker reads.
     """
     try:
+        # One C-speed parse answers the common case (a database-queue payload: no attempts, no
+        # retryUntil) without walking the text key by key — most of a bulk retry's time before.
+        whole = json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise PayloadError("the payload is not valid JSON") from exc
+    if not isinstance(whole, dict):
+        raise PayloadError("the payload is not a JSON object")
+    if whole.get("attempts") is None and whole.get("retryUntil") is None:
+        return payload
+    try:
         spans = _top_level(payload)
     except PayloadError:
         raise
