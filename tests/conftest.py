@@ -20,3 +20,10 @@ def db_url(request: pytest.FixtureRequest) -> Iterator[str]:
 def sqlite_url() -> Iterator[str]:
     with fresh_database("sqlite") as url:
         yield url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests run last: Playwright's sync API keeps an event loop running in the main
+    thread until the session ends, and any later test that calls ``asyncio.run()`` (the async
+    engines' tests, an in-process agent re-sending through arq or taskiq) would fail."""
+    items.sort(key=lambda item: "/tests/browser/" in str(item.path))
