@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import socket
+import sys
 import tempfile
 import traceback
 import urllib.request
@@ -237,6 +239,18 @@ def _free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
+def _command() -> str:
+    """How to call this very failboard from another terminal: its own script when it is not on
+    the PATH (``make demo`` runs ``.venv/bin/failboard``)."""
+    script = Path(sys.argv[0])
+    if script.name == "failboard" and shutil.which("failboard") != str(script.resolve()):
+        try:
+            return str(script.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return str(script.resolve())
+    return "failboard"
+
+
 def run_demo(data_dir: str, host: str, port: int, serve: bool = True) -> None:
     from rich.console import Console
 
@@ -257,8 +271,9 @@ def run_demo(data_dir: str, host: str, port: int, serve: bool = True) -> None:
     console.print(f"[bold]failboard demo[/] — {total} failed jobs in 3 projects, in {folder}")
     console.print(f"  dashboard:  [bold cyan]{url}[/]   (API docs at {url}docs)")
     console.print(f"  CLI:        export FAILBOARD_CONFIG={config}")
-    console.print("              failboard jobs list --limit 5")
-    console.print("              failboard retry shop <ID> --wait")
+    command = _command()
+    console.print(f"              {command} jobs list --limit 5")
+    console.print(f"              {command} retry shop <ID> --wait")
     console.print("  agents:     inline (inside this process), through the spool")
     if serve:
         run_server(settings, host, port)
