@@ -80,6 +80,16 @@ class TokenSettings(_Section):
     role: Literal["viewer", "operator", "admin", "agent"] = "viewer"
     projects: tuple[str, ...] = ("*",)
 
+    @model_validator(mode="after")
+    def _agent_scope(self) -> TokenSettings:
+        # An agent token must not be able to claim a second project's actions.
+        if self.role == "agent" and (len(self.projects) != 1 or self.projects[0] == "*"):
+            raise ValueError(
+                f"token {self.name!r}: an agent token names exactly one project, "
+                'e.g. projects = ["shop"]'
+            )
+        return self
+
 
 class ProjectSettings(_Section):
     """One project. Driver options sit beside the common keys in the file and end up, validated by

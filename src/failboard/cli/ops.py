@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import logging
-import secrets
 import signal
 import sys
 from types import FrameType
@@ -14,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from failboard import auth
 from failboard.agent import Agent
 from failboard.cli.common import ConfigOption, console, err_console, handle_errors, settings_from
 from failboard.config import Settings
@@ -215,8 +214,7 @@ def check(config: ConfigOption = None) -> None:
 
 def new_token() -> None:
     """Print a new random token and its sha256 for [[tokens]]."""
-    token = secrets.token_urlsafe(32)
-    digest = hashlib.sha256(token.encode()).hexdigest()
+    token, digest = auth.new_token()
     console.print(f"token:  {token}\nsha256: {digest}", markup=False, highlight=False)
     err_console.print("keep the token secret; put only the sha256 in failboard.toml", style="dim")
 
