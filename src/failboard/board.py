@@ -32,6 +32,7 @@ from failboard.models import (
     ProjectError,
     Seek,
 )
+from failboard.redaction import DEFAULT_PATTERNS, Job, Redactor
 from failboard.spool import Spool
 
 __all__ = ["Board", "Group", "ProjectStatus"]
@@ -58,6 +59,10 @@ class Board:
             key: _LazyReader(project, timeout) for key, project in self.projects.items()
         }
         self.aggregator = Aggregator(self.readers, timeout=timeout)
+        self.redactors = {
+            key: Redactor((*DEFAULT_PATTERNS, *project.redact))
+            for key, project in self.projects.items()
+        }
         self._submitted: list[Callable[[Action], None]] = []
         # Per-project store errors seen since start, for /metrics.
         self.store_errors: Counter[str] = Counter()
@@ -77,6 +82,15 @@ class Board:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def redacted(self, job: Job) -> Job:
+        """``job`` with its project's sensitive values masked: every reader's output goes
+        through here before anyone sees it."""
+        redactor = self.redactors.get(job.project) or Redactor()
+        return redactor.job(job)
+
+    def _redacted_page(self, page: Page) -> Page:
+        return page.model_copy(update={"items": tuple(self.redacted(j) for j in page.items)})
+
     def _noted(self, errors: Iterable[ProjectError]) -> None:
         for error in errors:
             self.store_errors[error.project] += 1
@@ -84,7 +98,7 @@ class Board:
     def list_jobs(self, query: JobQuery, cursor: str | None = None) -> Page:
         page = self.aggregator.list(query, cursor)
         self._noted(page.errors)
-        return page
+        return self._redacted_page(page)
 
     def list_jobs_before(self, query: JobQuery, before: str) -> tuple[Page, bool]:
         """The page that ends just before the row ``before`` points at (the "previous" page):
@@ -111,7 +125,7 @@ class Board:
                 order=query.order,
             ).encode()
         turned = Page(items=items, next_cursor=next_cursor, errors=page.errors)
-        return turned, page.next_cursor is not None
+        return self._redacted_page(turned), page.next_cursor is not None
 
     def job_ids(
         self, query: JobQuery, limit: int = MAX_JOB_IDS
@@ -204,7 +218,7 @@ class Board:
         job = results[project]
         if job is None:
             raise NotFound(f"no failed job {job_id!r} in project {project!r}")
-        return job
+        return self.redacted(job)
 
     def count_jobs(
         self, query: JobQuery, cap: int | None = None

@@ -128,8 +128,11 @@ class ProjectSettings(_Section):
         return common
 
 
-_COMMON_KEYS = frozenset({"key", "name", "driver", "url", "agent", "options"})
+_COMMON_KEYS = frozenset({"key", "name", "driver", "url", "agent", "redact", "options"})
 
+    # Key patterns masked in every view, the API and the CLI, on top of redaction.DEFAULT_PATTERNS
+    # (which always apply: a config typo must not expose passwords).
+    redact: tuple[str, ...] = ()
 
 class Settings(_Section):
     spool: SpoolSettings = SpoolSettings()
