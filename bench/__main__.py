@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from rich.console import Console
 
-from bench import listing, retry_queue, spool_drain
+from bench import dramatiq_xq, listing, retry_queue, spool_drain
 from bench.results import Result, console, log, render, save
 from bench.services import MYSQL_URL, POSTGRES_URL
 
@@ -32,6 +32,7 @@ PARTS: dict[str, Callable[[argparse.Namespace], list[Result]]] = {
     "listing": lambda args: listing.run(args.quick),
     "retry_queue": lambda args: retry_queue.run(args.quick, args.peer_rows),
     "spool": lambda args: spool_drain.run(args.quick),
+    "dramatiq": lambda args: dramatiq_xq.run(args.quick),
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 PEER_ROWS = 20_000
