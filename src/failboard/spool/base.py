@@ -10,6 +10,7 @@ from typing import Any, Self, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, RowMapping, event
 
+from failboard.audit import AuditLog
 from failboard.config import SpoolSettings
 from failboard.db import create_engine, immediate, redact_url, utcnow
 from failboard.exceptions import ConfigError, NotFound, SpoolError
@@ -70,6 +71,8 @@ class SpoolBase:
             )
         if self.engine.dialect.name in ("mysql", "mariadb"):
             _read_committed(self.engine)
+        self.audit = AuditLog(self.engine, self.tables, url)
+        """The hash-chained audit log in the same database (every transition writes to it)."""
 
     @classmethod
     def from_settings(cls, settings: SpoolSettings) -> Self:

@@ -106,9 +106,10 @@ def claim_pending(
     ordered = sorted(rows, key=lambda row: (row["available_at"], row["id"]))
     write_events(
         connection,
-        t.events,
+        t,
         EventKind.CLAIMED,
         agent,
+        project,
         {row["id"]: {"attempt": row["attempts"]} for row in ordered},
     )
     return ordered
@@ -122,7 +123,7 @@ def reap_expired(connection: Connection, t: Tables, *, project: str | None) -> i
     if project is not None:
         expired.append(a.c.project == project)
     query = (
-        sa.select(a.c.id, a.c.attempts, a.c.max_attempts, a.c.claimed_by)
+        sa.select(a.c.id, a.c.project, a.c.attempts, a.c.max_attempts, a.c.claimed_by)
         .where(*expired)
         .order_by(a.c.id)
         .limit(REAP_BATCH)
@@ -154,18 +155,22 @@ def reap_expired(connection: Connection, t: Tables, *, project: str | None) -> i
             .where(a.c.id == row["id"], *expired)
             .values(status=FAILED, finished_at=utcnow(), error=gave_up(row["attempts"]), **released)
         )
-    write_events(
-        connection,
-        t.events,
-        EventKind.REAPED,
-        "reaper",
-        {
-            row["id"]: {
-                "claimed_by": row["claimed_by"],
-                "attempt": row["attempts"],
-                "outcome": PENDING if row["attempts"] < row["max_attempts"] else FAILED,
-            }
-            for row in rows
-        },
-    )
+    # One audit entry per project of the batch: each project's trail stays its own.
+    for key in sorted({row["project"] for row in rows}):
+        write_events(
+            connection,
+            t,
+            EventKind.REAPED,
+            "reaper",
+            key,
+            {
+                row["id"]: {
+                    "claimed_by": row["claimed_by"],
+                    "attempt": row["attempts"],
+                    "outcome": PENDING if row["attempts"] < row["max_attempts"] else FAILED,
+                }
+                for row in rows
+                if row["project"] == key
+            },
+        )
     return len(rows)

@@ -147,7 +147,7 @@ def finish(
         detail.update(succeeded=result.succeeded, missing=result.missing, failed=result.failed)
     if error is not None:
         detail["error"] = error[:500]
-    write_events(connection, t.events, kind, row["claimed_by"], {row["id"]: detail})
+    write_events(connection, t, kind, row["claimed_by"], row["project"], {row["id"]: detail})
 
 
 def give_back(
@@ -179,9 +179,10 @@ def give_back(
     )
     write_events(
         connection,
-        t.events,
+        t,
         EventKind.RETRY_SCHEDULED,
         row["claimed_by"],
+        row["project"],
         {row["id"]: {"attempt": row["attempts"], "delay_seconds": delay, "error": error[:500]}},
     )
 
@@ -206,8 +207,9 @@ def release(connection: Connection, t: Tables, row: RowMapping, token: str, *, n
     )
     write_events(
         connection,
-        t.events,
+        t,
         EventKind.RELEASED,
         row["claimed_by"],
+        row["project"],
         {row["id"]: {"attempt": row["attempts"], "note": note[:500]}},
     )

@@ -6,10 +6,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, RowMapping
 
+from failboard import audit
+from failboard.audit import AuditEvent
 from failboard.db import utcnow
 from failboard.models import (
     Action,
@@ -20,6 +21,7 @@ from failboard.models import (
     UtcDateTime,
     to_utc,
 )
+from failboard.spool.schema import Tables
 
 __all__ = ["Event", "EventKind", "dumps", "to_action", "to_event", "write_events"]
 
@@ -35,6 +37,19 @@ class EventKind:
     REAPED = "reaped"
     RELEASED = "released"
     CANCELLED = "cancelled"
+
+
+AUDIT_EVENTS = {
+    EventKind.SUBMITTED: AuditEvent.ACTION_REQUESTED,
+    EventKind.CLAIMED: AuditEvent.ACTION_CLAIMED,
+    EventKind.COMPLETED: AuditEvent.ACTION_COMPLETED,
+    EventKind.FAILED: AuditEvent.ACTION_FAILED,
+    EventKind.RETRY_SCHEDULED: AuditEvent.ACTION_RETRY_SCHEDULED,
+    EventKind.REAPED: AuditEvent.ACTION_REAPED,
+    EventKind.RELEASED: AuditEvent.ACTION_RELEASED,
+    EventKind.CANCELLED: AuditEvent.ACTION_CANCELLED,
+}
+"""The audit log's name for each kind of action event."""
 
 
 class Event(BaseModel):
@@ -102,15 +117,18 @@ def to_event(row: RowMapping) -> Event:
 
 def write_events(
     connection: Connection,
-    events: sa.Table,
+    t: Tables,
     kind: str,
     actor: str | None,
+    project: str | None,
     details: Mapping[int, Mapping[str, Any]],
 ) -> None:
-    """Append one event of ``kind`` per action (action id → detail), stamped by the DB clock.
+    """Append one event of ``kind`` per action (action id → detail), stamped by the DB clock,
+    and one entry for all of them to the hash-chained audit log (a claim of 100 actions is one
+    entry listing them: the chain's lock is taken once per transition, not per action).
 
     Called inside the transaction of the transition it records, so that the trail and the
-    state never disagree.
+    state never disagree; the audit entry goes last, as it locks the chain's head until commit.
     """
     if not details:
         return
@@ -118,4 +136,20 @@ def write_events(
         {"action_id": action_id, "kind": kind, "actor": actor, "detail": dumps(dict(detail))}
         for action_id, detail in details.items()
     ]
-    connection.execute(events.insert().values(at=utcnow()), rows)
+    connection.execute(t.events.insert().values(at=utcnow()), rows)
+    if len(details) == 1:
+        ((action_id, detail),) = details.items()
+        single: int | None = action_id
+        entry: dict[str, Any] = dict(detail)
+    else:
+        single = None
+        entry = {"actions": {str(action_id): dict(d) for action_id, d in details.items()}}
+    audit.record(
+        connection,
+        t,
+        AUDIT_EVENTS.get(kind, f"action.{kind}"),
+        actor=actor,
+        project=project,
+        action_id=single,
+        detail=entry,
+    )

@@ -28,12 +28,14 @@ JSON_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 @dataclass(frozen=True)
 class Tables:
-    """The spool's three tables and the name of its Alembic version table."""
+    """The spool's tables and the name of its Alembic version table."""
 
     metadata: sa.MetaData
     actions: sa.Table
     events: sa.Table
     agents: sa.Table
+    audit: sa.Table
+    audit_head: sa.Table
     version_table: str
 
 
@@ -98,4 +100,33 @@ def tables(prefix: str = "failboard_") -> Tables:
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
-    return Tables(metadata, actions, events, agents, f"{prefix}alembic_version")
+    # The hash-chained audit log (failboard.audit). Ids are assigned by the writer holding the
+    # head row's lock, not by the database: consecutive, so a deleted entry leaves a visible gap.
+    audit = sa.Table(
+        f"{prefix}audit",
+        metadata,
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("at", DATETIME, nullable=False),
+        sa.Column("actor", sa.String(255)),
+        sa.Column("event", sa.String(64), nullable=False),
+        sa.Column("project", sa.String(64)),
+        sa.Column("action_id", sa.BigInteger),
+        sa.Column("detail", JSON_TEXT, nullable=False),
+        sa.Column("prev_hash", sa.String(64), nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+        sa.Index(f"{prefix}audit_action", "action_id"),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    # One row (id = 1): the newest entry's id and hash. Every append locks it, which serialises
+    # the chain across concurrent writers.
+    audit_head = sa.Table(
+        f"{prefix}audit_head",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("last_id", sa.BigInteger, nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    return Tables(metadata, actions, events, agents, audit, audit_head, f"{prefix}alembic_version")

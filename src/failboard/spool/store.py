@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
+from failboard.audit import AuditEvent
 from failboard.db import utcnow
 from failboard.exceptions import ActionConflict, InvalidRequest
 from failboard.models import Action, ActionKind, ActionStatus, to_utc
@@ -116,7 +117,7 @@ class Spool(AgentOperations):
         action_id = int(key_row[0])
         detail = {"action": kind.value, "idempotency_key": key}
         write_events(
-            connection, self.tables.events, EventKind.SUBMITTED, requested_by, {action_id: detail}
+            connection, self.tables, EventKind.SUBMITTED, requested_by, project, {action_id: detail}
         )
         return self._action(connection, action_id)
 
@@ -172,15 +173,18 @@ class Spool(AgentOperations):
                     f"action {action_id} is {current.status.value}: only a pending action "
                     "can be cancelled"
                 )
-            write_events(connection, self.tables.events, EventKind.CANCELLED, by, {action_id: {}})
-            return self._action(connection, action_id)
+            cancelled = self._action(connection, action_id)
+            write_events(
+                connection, self.tables, EventKind.CANCELLED, by, cancelled.project, {action_id: {}}
+            )
+            return cancelled
 
         with self._errors():
             return self._write(work)
 
-    def prune_finished(self, older_than: timedelta) -> int:
-        """Delete actions that ended more than ``older_than`` ago; how many. Their audit events
-        stay: the trail is append-only."""
+    def prune_finished(self, older_than: timedelta, *, by: str | None = None) -> int:
+        """Delete actions that ended more than ``older_than`` ago; how many. Their events and
+        audit entries stay: the trail is append-only (the prune itself is an audit entry)."""
         seconds = older_than.total_seconds()
         if not math.isfinite(seconds) or seconds < 0:
             raise InvalidRequest("older_than: must not be negative")
@@ -188,8 +192,20 @@ class Spool(AgentOperations):
         statement = a.delete().where(
             a.c.status.in_(FINISHED), a.c.finished_at < utcnow(-int(seconds))
         )
+
+        def work(connection: Connection) -> int:
+            count = int(connection.execute(statement).rowcount)
+            if count:
+                self.audit.record(
+                    connection,
+                    AuditEvent.SPOOL_PRUNED,
+                    actor=by,
+                    detail={"deleted": count, "older_than_seconds": int(seconds)},
+                )
+            return count
+
         with self._errors():
-            return self._write(lambda c: int(c.execute(statement).rowcount))
+            return self._write(work)
 
     def events(self, action_id: int) -> builtins.list[Event]:
         """The audit trail of one action, oldest first (still there after the action is pruned)."""
