@@ -28,7 +28,7 @@ from failboard.exceptions import (
     Unsupported,
 )
 from failboard.models import Action, ActionKind, ActionResult, to_utc
-from failboard.spool import Spool
+from failboard.spool import AgentSpool
 
 __all__ = ["Agent", "AgentStopped", "agent_name"]
 
@@ -48,12 +48,13 @@ def agent_name() -> str:
 
 
 class Agent:
-    """Runs one project's actions. Build the executor lazily: an agent that finds nothing to do
-    never opens a connection to the project's store."""
+    """Runs one project's actions, against the spool directly or through the dashboard's HTTP
+    agent API (any :class:`~failboard.spool.AgentSpool`). Build the executor lazily: an agent
+    that finds nothing to do never opens a connection to the project's store."""
 
     def __init__(
         self,
-        spool: Spool,
+        spool: AgentSpool,
         project: str,
         executor_factory: Callable[[], Executor],
         *,
@@ -67,12 +68,18 @@ class Agent:
         self.name = name or agent_name()
         self.limit = limit
         self.grace_seconds = grace_seconds
-        self.lease_seconds = lease_seconds or spool.lease_seconds
+        self._lease_seconds = lease_seconds
         self.stop_event = threading.Event()
         self.wake_event = threading.Event()
         self._factory = executor_factory
         self._executor: Executor | None = None
         self._stop_deadline: float | None = None
+
+    @property
+    def lease_seconds(self) -> float:
+        # Read from the spool each time unless given: an HTTP client learns the dashboard's
+        # lease only once it has reached the dashboard.
+        return self._lease_seconds or self.spool.lease_seconds
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -89,7 +96,8 @@ class Agent:
             self._executor = None
 
     def run(self, interval: float = 5.0) -> None:
-        """Loop until :meth:`stop`. Spool outages are logged and retried, never fatal."""
+        """Loop until :meth:`stop`. Spool (or dashboard) outages are logged and retried, never
+        fatal."""
         while not self.stop_event.is_set():
             try:
                 handled = self.run_once()
@@ -288,7 +296,7 @@ class _Heartbeat:
     """Extends the leases of every claim the agent holds from a side thread, so that neither a
     long batch nor a long wait behind another action lets a lease run out."""
 
-    def __init__(self, spool: Spool, every: float) -> None:
+    def __init__(self, spool: AgentSpool, every: float) -> None:
         self.spool = spool
         self.every = max(0.2, every)
         self._held: dict[int, str] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from failboard.cli import actions, jobs, ops
+from failboard.cli import actions, audit, jobs, ops
 
 __all__ = ["app", "main"]
 
@@ -16,6 +16,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(audit.app, name="audit")
 ops.register(app)
 actions.register(app)
 

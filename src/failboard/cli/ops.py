@@ -19,7 +19,7 @@ from failboard.config import Settings
 from failboard.drivers import registry
 from failboard.exceptions import ConfigError, FailboardError
 from failboard.models import JobQuery
-from failboard.spool import Spool
+from failboard.spool import AgentSpool, Spool
 
 __all__ = ["register", "run_server"]
 
@@ -78,12 +78,33 @@ def serve(
     )
 
 
+def _agent_spool(settings: Settings) -> AgentSpool:
+    """HTTP mode when ``[agent]`` names a dashboard and a token (no spool credentials needed);
+    otherwise the spool database of ``[spool]``, checked to be at the expected schema."""
+    server, token = settings.agent.server, settings.agent.token
+    if server or token:
+        if not (server and token):
+            missing = "token" if server else "server"
+            raise ConfigError(
+                f"{settings.source}: [agent] {missing} is missing: HTTP mode needs both "
+                "server (the dashboard's URL) and token (an agent token, see failboard new-token)"
+            )
+        from failboard.agentclient import AgentClient
+
+        return AgentClient(server, token)
+    spool = Spool.from_settings(settings.spool)
+    try:
+        spool.ensure_ready()
+    except FailboardError:
+        spool.close()
+        raise
+    return spool
+
+
 def _agent(settings: Settings, project_key: str, limit: int | None) -> Agent:
     project = settings.project(project_key)
-    spool = Spool.from_settings(settings.spool)
-    spool.ensure_ready()
     return Agent(
-        spool,
+        _agent_spool(settings),
         project.key,
         lambda: registry.make_executor(project, settings.agent.batch_size),
         limit=limit or settings.agent.limit,
@@ -98,7 +119,9 @@ def agent(
     interval: Annotated[float | None, typer.Option(min=0.1, help="Seconds between polls.")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Claim and run this project's actions. Loops until SIGTERM/SIGINT unless --once."""
+    """Claim and run this project's actions. Loops until SIGTERM/SIGINT unless --once.
+
+    Direct mode with [spool]; HTTP mode (through the dashboard) with [agent] server and token."""
     settings = settings_from(config)
     _logging()
     worker = _agent(settings, project, limit)

@@ -6,7 +6,8 @@ the outcome (``complete`` / ``fail``). Expired leases are taken back (``reap``).
 transition is an append-only audit event. See ``Spool`` for the whole API.
 """
 
+from failboard.spool.protocol import AgentSpool
 from failboard.spool.records import Event, EventKind
 from failboard.spool.store import Spool
 
-__all__ = ["Event", "EventKind", "Spool"]
+__all__ = ["AgentSpool", "Event", "EventKind", "Spool"]

@@ -25,6 +25,7 @@ from failboard.exceptions import (
 )
 from failboard.inline import InlineAgents
 from failboard.web import api, pages, ui
+from failboard.web.agent_api import router as agent_router
 from failboard.web.pages.detail import PYGMENTS_CSS
 from failboard.web.security import SecurityMiddleware
 from failboard.web.selections import Selections
@@ -93,6 +94,7 @@ def create_app(settings: Settings, *, board: Board | None = None, inline: bool =
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(api.router)
+    app.include_router(agent_router)
     app.include_router(ui.router)
     app.include_router(pages.router)
     return app
