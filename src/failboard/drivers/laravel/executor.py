@@ -32,18 +32,9 @@ from sqlalchemy.engine import Connection, Engine
 from failboard.db import create_engine, immediate
 from failboard.drivers import sqltable
 from failboard.drivers.base import Progress, ResultTally, no_progress
-from failboard.drivers.laravel.horizon import HorizonJob, HorizonStore
 from failboard.drivers.laravel.options import CAPABILITIES, Options
-from failboard.drivers.laravel.outcome import (
-    Outcome,
-    is_redis_error,
-    jobs_row,
-    match,
-    no_redis_url,
-    unknown_connection,
-)
-from failboard.drivers.laravel.payload import PayloadError, reset_for_retry
-from failboard.drivers.laravel.redis_queue import RedisQueue, connect, redis_errors
+from failboard.drivers.laravel.outcome import Outcome, add_horizon_only, match, plan
+from failboard.drivers.laravel.redis_clients import RedisClients
 from failboard.drivers.laravel.schema import queue_jobs_table
 from failboard.drivers.laravel.store import FailedJobsStore, FailedTable
 from failboard.exceptions import StoreError
@@ -82,8 +73,7 @@ class LaravelExecutor:
         self._store = FailedJobsStore(project, url, self.options, engine)
         self._jobs = queue_jobs_table(self.options.jobs_table)
         self._jobs_checked = False
-        self._redis: RedisQueue | None = None
-        self._horizon: HorizonStore | None = None
+        self._redis = RedisClients(self.options, self._store.what, clock=clock)
 
     # -- Executor --------------------------------------------------------------------------
 
@@ -151,12 +141,7 @@ class LaravelExecutor:
 
     def close(self) -> None:
         self._store.close()
-        if self._horizon is not None and (
-            self._redis is None or self._horizon.client is not self._redis.client
-        ):
-            self._horizon.client.close()
-        if self._redis is not None:
-            self._redis.close()
+        self._redis.close()
 
     # -- batches ---------------------------------------------------------------------------
 
@@ -179,7 +164,7 @@ class LaravelExecutor:
                         .order_by(c.id)
                         .with_for_update()
                     ).all()
-                    outcome = self._plan(t, keys, rows, int(self._clock()))
+                    outcome = plan(self.options, t, keys, rows, int(self._clock()))
                     self._horizon_only(outcome)
                     if outcome.pushed or outcome.horizon:
                         if outcome.pushes:
@@ -212,85 +197,21 @@ class LaravelExecutor:
     def _push_redis(self, outcome: Outcome) -> bool:
         if not outcome.redis and not outcome.horizon:
             return False
-        queue = self._redis_queue()
-        try:
+        with self._redis.errors():
+            queue = self._redis.queue()
             if outcome.horizon:
                 # Jobs only Horizon had count once their retry really went out.
-                outcome.horizon_only = self._horizon_store().retry(queue, outcome.horizon)
+                outcome.horizon_only = self._redis.horizon().retry(queue, outcome.horizon)
             queue.push(outcome.redis)
-        except PayloadError as exc:
-            raise StoreError(f"{self._store.what}: {exc}") from exc
-        except Exception as exc:
-            if is_redis_error(exc):
-                raise redis_errors(self._store.what, exc) from exc
-            raise
         return True
 
-    def _plan(self, t: FailedTable, keys: list[str], rows: Sequence[Any], now: int) -> Outcome:
-        """What to do with each requested job: push it, or say why not."""
-        outcome = Outcome()
-        options = self.options
-        for key, row in match(t, keys, rows):
-            if row is None:
-                outcome.missing += 1
-                outcome.missing_keys.append(key)
-                continue
-            handle = t.handle(row)
-            if row.connection in options.database_connections:
-                kind = "database"
-            elif row.connection in options.redis_connections:
-                if options.redis_url is None:
-                    outcome.fail(handle, no_redis_url(row.connection))
-                    continue
-                kind = "horizon" if options.horizon and t.has_uuid and row.uuid else "redis"
-            else:
-                outcome.fail(handle, unknown_connection(row.connection))
-                continue
-            try:
-                payload = reset_for_retry(row.payload, now)
-            except PayloadError as exc:
-                outcome.fail(handle, f"{exc}; not retried")
-                continue
-            outcome.pushed.append(row.id)
-            if kind == "database":
-                outcome.pushes.append(jobs_row(row, payload, now))
-            elif kind == "redis":
-                outcome.redis.append((row.queue, payload))
-            else:
-                outcome.horizon.append(HorizonJob(row.uuid, row.connection, row.queue, row.payload))
-        return outcome
-
     def _horizon_only(self, outcome: Outcome) -> None:
-        """Jobs named by id that the table does not have but Horizon has as failed (Horizon
-        keeps its own records; ``horizon_source = "horizon"`` lists them): retry them too."""
+        """Add the requested jobs only Horizon has (see :func:`.add_horizon_only`)."""
         if not self.options.horizon or not outcome.missing_keys:
             return
-        store = self._horizon_store()
-        try:
-            records = store.records(outcome.missing_keys)
-        except Exception as exc:
-            if is_redis_error(exc):
-                raise redis_errors(self._store.what, exc) from exc
-            raise
-        for key in outcome.missing_keys:
-            record = records.get(key)
-            # Already retried (Horizon keeps the original, failed, with retried_by set): its
-            # retry is a job of its own. The table row of a job we just retried is gone too,
-            # so a second agent lands here and must count it missing, not push it again.
-            if record is None or record.get("status") != "failed" or record.get("retried_by"):
-                continue
-            if not record.get("queue"):
-                continue
-            if record.get("connection") not in self.options.redis_connections:
-                continue
-            outcome.horizon.append(
-                HorizonJob(
-                    key,
-                    record.get("connection") or "redis",
-                    record.get("queue") or "default",
-                    None,
-                )
-            )
+        with self._redis.errors():
+            records = self._redis.horizon().records(outcome.missing_keys)
+        add_horizon_only(self.options, outcome, records)
 
     def _delete_batch(self, tally: ResultTally, keys: list[str]) -> None:
         store = self._store
@@ -337,12 +258,8 @@ class LaravelExecutor:
         if not uuids:
             return 0
         ordered = sorted(uuids)
-        try:
-            forgotten = self._horizon_store().forget(ordered)
-        except Exception as exc:
-            if is_redis_error(exc):
-                raise redis_errors(self._store.what, exc) from exc
-            raise
+        with self._redis.errors():
+            forgotten = self._redis.horizon().forget(ordered)
         return sum(
             1
             for job_id, done in zip(ordered, forgotten, strict=True)
@@ -365,36 +282,6 @@ class LaravelExecutor:
             for key in keys:
                 tally.fail(key, reason)
         return True
-
-    def _redis_queue(self) -> RedisQueue:
-        if self._redis is None:
-            url = self.options.redis_url
-            assert url is not None  # _plan fails jobs of Redis connections without one
-            self._redis = RedisQueue(
-                connect(url, self._store.what),
-                self.options.redis_prefix,
-                cluster=self.options.redis_cluster,
-            )
-        return self._redis
-
-    def _horizon_store(self) -> HorizonStore:
-        if self._horizon is None:
-            options = self.options
-            url = options.horizon_redis_url
-            assert url is not None  # _refused answers first
-            if self._redis is not None and url == options.redis_url:
-                client = self._redis.client  # one client: one MULTI for pushes and records
-            elif url == options.redis_url:
-                client = self._redis_queue().client
-            else:
-                client = connect(url, self._store.what)
-            self._horizon = HorizonStore(
-                client,
-                options.horizon_prefix,
-                pending_minutes=options.horizon_pending_minutes,
-                clock=self._clock,
-            )
-        return self._horizon
 
     def _count(self, t: FailedTable, scope: list[sa.ColumnElement[bool]]) -> int:
         with self._store.engine.connect() as connection:

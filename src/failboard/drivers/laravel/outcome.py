@@ -1,4 +1,5 @@
-"""What one retry batch found and decided, and the small pure helpers of the executor."""
+"""What one retry batch found and decided (:func:`plan`), and the small pure helpers of the
+executor."""
 
 from __future__ import annotations
 
@@ -7,9 +8,20 @@ from typing import Any
 
 from failboard.drivers.base import ResultTally
 from failboard.drivers.laravel.horizon import HorizonJob
+from failboard.drivers.laravel.options import Options
+from failboard.drivers.laravel.payload import PayloadError, reset_for_retry
 from failboard.drivers.laravel.store import FailedTable
 
-__all__ = ["Outcome", "is_redis_error", "jobs_row", "match", "no_redis_url", "unknown_connection"]
+__all__ = [
+    "Outcome",
+    "add_horizon_only",
+    "is_redis_error",
+    "jobs_row",
+    "match",
+    "no_redis_url",
+    "plan",
+    "unknown_connection",
+]
 
 
 class Outcome:
@@ -33,6 +45,69 @@ class Outcome:
         tally.missing += self.missing - self.horizon_only
         for job_id, reason in self.failures:
             tally.fail(job_id, reason)
+
+
+def plan(
+    options: Options, t: FailedTable, keys: list[str], rows: Sequence[Any], now: int
+) -> Outcome:
+    """What to do with each requested job of a batch: push it where its ``connection`` says,
+    or say why not."""
+    outcome = Outcome()
+    for key, row in match(t, keys, rows):
+        if row is None:
+            outcome.missing += 1
+            outcome.missing_keys.append(key)
+            continue
+        handle = t.handle(row)
+        if row.connection in options.database_connections:
+            kind = "database"
+        elif row.connection in options.redis_connections:
+            if options.redis_url is None:
+                outcome.fail(handle, no_redis_url(row.connection))
+                continue
+            kind = "horizon" if options.horizon and t.has_uuid and row.uuid else "redis"
+        else:
+            outcome.fail(handle, unknown_connection(row.connection))
+            continue
+        try:
+            payload = reset_for_retry(row.payload, now)
+        except PayloadError as exc:
+            outcome.fail(handle, f"{exc}; not retried")
+            continue
+        outcome.pushed.append(row.id)
+        if kind == "database":
+            outcome.pushes.append(jobs_row(row, payload, now))
+        elif kind == "redis":
+            outcome.redis.append((row.queue, payload))
+        else:
+            outcome.horizon.append(HorizonJob(row.uuid, row.connection, row.queue, row.payload))
+    return outcome
+
+
+def add_horizon_only(
+    options: Options, outcome: Outcome, records: dict[str, dict[str, str | None]]
+) -> None:
+    """Jobs named by id that the table does not have but Horizon has as failed (Horizon keeps
+    its own records; ``horizon_source = "horizon"`` lists them): retry them too."""
+    for key in outcome.missing_keys:
+        record = records.get(key)
+        # Already retried (Horizon keeps the original, failed, with retried_by set): its
+        # retry is a job of its own. The table row of a job we just retried is gone too,
+        # so a second agent lands here and must count it missing, not push it again.
+        if record is None or record.get("status") != "failed" or record.get("retried_by"):
+            continue
+        if not record.get("queue"):
+            continue
+        if record.get("connection") not in options.redis_connections:
+            continue
+        outcome.horizon.append(
+            HorizonJob(
+                key,
+                record.get("connection") or "redis",
+                record.get("queue") or "default",
+                None,
+            )
+        )
 
 
 def jobs_row(row: Any, payload: str, now: int) -> dict[str, Any]:
