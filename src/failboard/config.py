@@ -6,6 +6,7 @@ the file, the key and the fix: nothing starts half-configured.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -53,6 +54,34 @@ class ServerSettings(_Section):
     secret_key: str | None = None
     store_timeout_seconds: float = Field(default=2.0, gt=0, le=120)
     count_cap: int = Field(default=10_000, ge=1)
+    # Sign-in (see docs/security.md): how long a session lasts, whether its cookie is marked
+    # Secure even over plain http (behind a TLS-terminating proxy), and the trusted proxy mode.
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 90)
+    secure_cookies: bool = False
+    proxy_user_header: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,64}$")
+    trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f'{entry!r} is not an address or network; write e.g. "10.0.0.0/8"'
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _proxy_needs_peers(self) -> ServerSettings:
+        # A user header honoured from anywhere would let anyone claim to be anyone.
+        if self.proxy_user_header and not self.trusted_proxies:
+            raise ValueError(
+                "proxy_user_header needs trusted_proxies: list the proxy's addresses, "
+                'e.g. trusted_proxies = ["127.0.0.1/32"]'
+            )
+        return self
 
 
 class AgentSettings(_Section):
@@ -68,8 +97,9 @@ Role = Literal["viewer", "operator", "admin"]
 
 
 class UserSettings(_Section):
-    name: str
-    password_hash: str
+    name: str = Field(min_length=1, max_length=128)
+    # None: the user signs in only through the trusted proxy ([server] proxy_user_header).
+    password_hash: str | None = None
     role: Role = "viewer"
     projects: tuple[str, ...] = ("*",)
 
@@ -100,6 +130,9 @@ class ProjectSettings(_Section):
     driver: str
     url: str
     agent: Literal["remote", "inline"] = "remote"
+    # Key patterns masked in every view, the API and the CLI, on top of redaction.DEFAULT_PATTERNS
+    # (which always apply: a config typo must not expose passwords).
+    redact: tuple[str, ...] = ()
     options: Any = None
 
     @field_validator("key")
@@ -130,9 +163,6 @@ class ProjectSettings(_Section):
 
 _COMMON_KEYS = frozenset({"key", "name", "driver", "url", "agent", "redact", "options"})
 
-    # Key patterns masked in every view, the API and the CLI, on top of redaction.DEFAULT_PATTERNS
-    # (which always apply: a config typo must not expose passwords).
-    redact: tuple[str, ...] = ()
 
 class Settings(_Section):
     spool: SpoolSettings = SpoolSettings()
@@ -162,6 +192,21 @@ class Settings(_Section):
             if project.key in seen:
                 raise ValueError(f"project key {project.key!r} appears twice: keys must be unique")
             seen.add(project.key)
+        return self
+
+    @model_validator(mode="after")
+    def _users_can_sign_in(self) -> Settings:
+        names: set[str] = set()
+        for user in self.users:
+            if user.name in names:
+                raise ValueError(f"user {user.name!r} appears twice: names must be unique")
+            names.add(user.name)
+            if user.password_hash is None and not self.server.proxy_user_header:
+                raise ValueError(
+                    f"user {user.name!r} has no password_hash; add one (failboard "
+                    "hash-password prints it), or sign in through a proxy with [server] "
+                    "proxy_user_header"
+                )
         return self
 
     def project(self, key: str) -> ProjectSettings:

@@ -3,6 +3,7 @@
     FailboardError
     ├── ConfigError               bad or missing configuration (names file, key and fix)
     ├── NotFound                  an unknown project, job or action
+    ├── Forbidden                 the principal's role or projects do not allow this
     ├── InvalidRequest            a request that can never succeed as asked (hours <= 0, ...)
     ├── Unsupported               the driver cannot do that (see its capabilities)
     ├── StoreError                a project's failure store failed (database, Redis)
@@ -21,6 +22,7 @@ __all__ = [
     "ActionConflict",
     "ConfigError",
     "FailboardError",
+    "Forbidden",
     "InvalidRequest",
     "LeaseLost",
     "NotFound",
@@ -48,6 +50,10 @@ class ConfigError(FailboardError):
 
 class NotFound(FailboardError):
     """Not found."""
+
+
+class Forbidden(FailboardError):
+    """You do not have permission to do this."""
 
 
 class InvalidRequest(FailboardError):

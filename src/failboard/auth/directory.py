@@ -34,7 +34,12 @@ class Directory:
         if user is None:
             verify_password(DUMMY_HASH, password)
             return None
-        if not verify_password(user.password_hash, password):
+        # A proxy-only user (no password_hash) cannot sign in with a password, but costs the
+        # same time to refuse as anyone else.
+        if (
+            not verify_password(user.password_hash or DUMMY_HASH, password)
+            or not user.password_hash
+        ):
             return None
         return Principal.of(user.name, user.role, user.projects, "user")
 

@@ -10,8 +10,9 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
+from failboard.auth import Permission
 from failboard.board import Board
-from failboard.exceptions import InvalidRequest
+from failboard.exceptions import Forbidden, InvalidRequest
 from failboard.models import (
     MAX_JOB_IDS,
     Action,
@@ -23,6 +24,7 @@ from failboard.models import (
     Order,
     ProjectError,
 )
+from failboard.web import access
 from failboard.web.metrics import render_metrics
 
 __all__ = ["router"]
@@ -36,9 +38,10 @@ def board_of(request: Request) -> Board:
 
 
 def requester(request: Request) -> str:
-    # Until sign-in exists (a later issue) the requester is whoever the client says, marked so.
+    """The principal's label; only on a loopback dashboard without sign-in, whoever the
+    client says it is, marked so."""
     claimed = request.headers.get("x-failboard-user", "").strip()[:64]
-    return f"api:{claimed}" if claimed else "api"
+    return access.requested_by(request, f"api:{claimed}" if claimed else "api")
 
 
 class JobsPage(BaseModel):
@@ -81,12 +84,19 @@ def healthz() -> dict[str, str]:
 
 @router.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
 def metrics(request: Request) -> Response:
+    """Every project's numbers: for a principal that reads every project (a viewer token with
+    ``projects = ["*"]`` for Prometheus), or anyone on a loopback dashboard without sign-in."""
+    who = access.principal(request)
+    if not who.grants(Permission.READ) or who.projects is not None:
+        raise Forbidden('/metrics covers every project: use a token whose projects are ["*"]')
     return Response(render_metrics(board_of(request)), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/api/v1/projects", tags=["projects"])
 def list_projects(request: Request) -> list[dict[str, Any]]:
-    return [status.to_json() for status in board_of(request).projects_status()]
+    who = access.principal(request)
+    access.scope(request, ())
+    return [s.to_json() for s in board_of(request).projects_status() if who.sees(s.key)]
 
 
 @router.get("/api/v1/jobs", tags=["jobs"], response_model=JobsPage)
@@ -105,7 +115,7 @@ def list_jobs(
     order: Order = "newest",
 ) -> JobsPage:
     query = JobQuery(
-        projects=tuple(project),
+        projects=access.scope(request, project),
         queue=queue or None,
         connection=connection or None,
         name=name or None,
@@ -122,6 +132,7 @@ def list_jobs(
 
 @router.get("/api/v1/jobs/{project}/{job_id:path}", tags=["jobs"], response_model=FailedJobDetail)
 def get_job(request: Request, project: str, job_id: str) -> FailedJobDetail:
+    access.require(request, Permission.READ, project)
     return board_of(request).get_job(project, job_id)
 
 
@@ -131,16 +142,18 @@ def list_groups(
     project: Annotated[list[str], Query()] = [],  # noqa: B006
     since: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    groups, _errors = board_of(request).groups(tuple(project), since)
+    groups, _errors = board_of(request).groups(access.scope(request, project), since)
     return [group.to_json() for group in groups]
 
 
 @router.post("/api/v1/actions", tags=["actions"], status_code=202, response_model=Action)
 def create_action(request: Request, body: ActionRequest, response: Response) -> Action:
+    params = body.params()
+    access.require(request, access.permission_for(body.action, params), body.project)
     action = board_of(request).submit(
         body.project,
         body.action,
-        body.params(),
+        params,
         requested_by=requester(request),
         idempotency_key=body.idempotency_key,
     )
@@ -155,14 +168,18 @@ def list_actions(
     status: ActionStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[Action]:
-    return board_of(request).actions(project=project or None, status=status, limit=limit)
+    keys = access.scope(request, project)
+    return board_of(request).actions(project=keys or None, status=status, limit=limit)
 
 
 @router.get("/api/v1/actions/{action_id}", tags=["actions"], response_model=Action)
 def get_action(request: Request, action_id: int) -> Action:
-    return board_of(request).action(action_id)
+    return access.visible_action(request, board_of(request).action(action_id))
 
 
 @router.post("/api/v1/actions/{action_id}/cancel", tags=["actions"], response_model=Action)
 def cancel_action(request: Request, action_id: int) -> Action:
-    return board_of(request).cancel(action_id, by=requester(request))
+    board = board_of(request)
+    found = access.visible_action(request, board.action(action_id))
+    access.require(request, Permission.ACT, found.project)
+    return board.cancel(action_id, by=requester(request))

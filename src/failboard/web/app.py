@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +16,7 @@ from failboard.config import Settings
 from failboard.exceptions import (
     ActionConflict,
     FailboardError,
+    Forbidden,
     InvalidRequest,
     NotFound,
     SpoolError,
@@ -24,11 +24,13 @@ from failboard.exceptions import (
     Unsupported,
 )
 from failboard.inline import InlineAgents
-from failboard.web import api, pages, ui
+from failboard.web import api, login, pages, ui
+from failboard.web.access import Gate, session_secret
 from failboard.web.agent_api import router as agent_router
 from failboard.web.pages.detail import PYGMENTS_CSS
 from failboard.web.security import SecurityMiddleware
 from failboard.web.selections import Selections
+from failboard.web.templating import render
 
 __all__ = ["create_app"]
 
@@ -38,6 +40,7 @@ STATIC = Path(__file__).parent / "static"
 
 _STATUS: list[tuple[type[FailboardError], int]] = [
     (NotFound, 404),
+    (Forbidden, 403),
     (InvalidRequest, 422),
     (Unsupported, 422),
     (ActionConflict, 409),
@@ -73,15 +76,15 @@ def create_app(settings: Settings, *, board: Board | None = None, inline: bool =
     )
     app.state.board = the_board
     app.state.selections = Selections()
-    # Without [server] secret_key the CSRF tokens only hold for this process: a restart asks
-    # open pages to reload, which is all it costs.
-    key = settings.server.secret_key
-    app.state.secret = key.encode() if key else secrets.token_bytes(32)
-    app.add_middleware(SecurityMiddleware, secret=app.state.secret)
+    app.state.secret = session_secret(settings)  # ConfigError when sign-in needs a real key
+    app.state.gate = Gate(settings, app.state.secret)
+    app.add_middleware(SecurityMiddleware, secret=app.state.secret, gate=app.state.gate)
 
     @app.exception_handler(FailboardError)
-    async def _failboard_error(request: Request, exc: FailboardError) -> JSONResponse:
+    async def _failboard_error(request: Request, exc: FailboardError) -> Response:
         status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
+        if isinstance(exc, Forbidden) and not request.url.path.startswith(("/api/", "/ui/")):
+            return render(request, "error.html", {"message": exc.message}, status_code=403)
         return JSONResponse({"detail": exc.message}, status_code=status)
 
     @app.get("/static/pygments.css", include_in_schema=False)
@@ -96,5 +99,6 @@ def create_app(settings: Settings, *, board: Board | None = None, inline: bool =
     app.include_router(api.router)
     app.include_router(agent_router)
     app.include_router(ui.router)
+    app.include_router(login.router)
     app.include_router(pages.router)
     return app

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from failboard.models import to_utc
+from failboard.web.access import principal
 from failboard.web.security import csrf_token
 
 __all__ = ["ago", "render", "templates", "when"]
@@ -72,6 +73,12 @@ env.globals.update(query_string=query_string)
 def render(
     request: Request, name: str, context: dict[str, Any], status_code: int = 200
 ) -> Response:
-    """A page with what every page needs: the CSRF token and the current section."""
-    context = {"csrf_token": csrf_token(request), "path": request.url.path, **context}
+    """A page with what every page needs: the CSRF token, the current section and who is
+    signed in (templates show only the buttons ``principal`` may use; the routes still check)."""
+    context = {
+        "csrf_token": csrf_token(request),
+        "path": request.url.path,
+        "principal": principal(request),
+        **context,
+    }
     return templates.TemplateResponse(request, name, context, status_code=status_code)

@@ -13,10 +13,12 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from failboard.auth import Permission
 from failboard.board import Board
 from failboard.drivers.base import Count
 from failboard.exceptions import InvalidRequest
 from failboard.models import MAX_JOB_IDS, Action, ActionKind, JobQuery
+from failboard.web import access
 from failboard.web.api import board_of
 from failboard.web.filters import Filters
 from failboard.web.security import session_id
@@ -36,8 +38,15 @@ def selections(request: Request) -> Selections:
 
 
 def requested_by(request: Request) -> str:
-    # No sign-in yet: name the browser by a hash of its session, never the session itself.
-    return "web:" + hashlib.sha256(session_id(request).encode()).hexdigest()[:8]
+    # Without sign-in, name the browser by a hash of its session, never the session itself.
+    anonymous = "web:" + hashlib.sha256(session_id(request).encode()).hexdigest()[:8]
+    return access.requested_by(request, anonymous)
+
+
+def _allowed(request: Request, selection: Selection) -> None:
+    """Refused (403) unless the principal may take this action on every project it covers."""
+    for project, params in selection.params.items():
+        access.require(request, access.permission_for(selection.kind, params), project)
 
 
 def _total(counts: dict[str, Count]) -> tuple[int, bool]:
@@ -49,7 +58,9 @@ def counts(request: Request) -> dict[str, Any]:
     """How many jobs the page's filters match, capped, per project: fetched after the table so
     a slow count never holds the page."""
     board = board_of(request)
-    found, errors = board.count_jobs(Filters.parse(request.query_params).query())
+    found, errors = board.count_jobs(
+        access.within(request, Filters.parse(request.query_params)).query()
+    )
     value, capped = _total(found)
     return {
         "value": value,
@@ -62,7 +73,9 @@ def counts(request: Request) -> dict[str, Any]:
 
 @router.get("/queues")
 def queues(request: Request) -> dict[str, list[str]]:
-    return board_of(request).queues(Filters.parse(request.query_params).projects)
+    return board_of(request).queues(
+        access.within(request, Filters.parse(request.query_params)).projects
+    )
 
 
 class JobRef(BaseModel):
@@ -87,6 +100,8 @@ def submit_jobs(request: Request, body: SubmitJobs) -> dict[str, Any]:
     by_project: dict[str, list[str]] = {}
     for job in body.jobs:
         by_project.setdefault(job.project, []).append(job.id)
+    for project in by_project:
+        access.require(request, Permission.ACT, project)
     board = board_of(request)
     made = [
         board.submit(
@@ -112,11 +127,15 @@ class Freeze(BaseModel):
     hours: float | None = Field(default=None, gt=0, le=24 * 365 * 100)
 
 
-def _freeze(board: Board, body: Freeze, session: str, now: datetime) -> Selection:
+def _freeze(request: Request, board: Board, body: Freeze, session: str, now: datetime) -> Selection:
+    """The set, resolved now, within the principal's projects; refused (403) unless the
+    principal may take that action on every one of them."""
+    if body.kind != "matching":
+        body = body.model_copy(update={"projects": list(access.scope(request, body.projects))})
     if body.kind == "matching":
         from starlette.datastructures import QueryParams
 
-        filters = Filters.parse(QueryParams(body.query))
+        filters = access.within(request, Filters.parse(QueryParams(body.query)))
         if filters.queue_only and body.action == "retry":
             return _queue_selection(board, filters.projects, filters.text["queue"], session, now)
         ids, _ = board.job_ids(filters.query(now=now))
@@ -165,17 +184,25 @@ def _ids_selection(
 @router.post("/selections")
 def freeze(request: Request, body: Freeze) -> dict[str, Any]:
     """Resolve a bulk action's set now and keep it for the confirmation (see selections)."""
-    selection = _freeze(board_of(request), body, session_id(request), datetime.now(UTC))
+    kind = {"prune": ActionKind.PRUNE, "queue": ActionKind.RETRY_QUEUE}.get(body.kind)
+    needed = access.permission_for(kind or ActionKind.RETRY, {"queue": body.queue or None})
+    access.need(request, needed)
+    selection = _freeze(request, board_of(request), body, session_id(request), datetime.now(UTC))
+    _allowed(request, selection)
     return selection.to_json(selections(request).keep(selection))
 
 
 @router.post("/selections/{selection_id}")
 def confirm(request: Request, selection_id: str) -> dict[str, Any]:
     selection = selections(request).take(selection_id, session_id(request))
+    _allowed(request, selection)
     made = Selections.submit(board_of(request), selection, selection_id, requested_by(request))
     return _actions_json(made)
 
 
 @router.post("/actions/{action_id}/cancel")
 def cancel(request: Request, action_id: int) -> dict[str, Any]:
-    return board_of(request).cancel(action_id, by=requested_by(request)).model_dump(mode="json")
+    board = board_of(request)
+    found = access.visible_action(request, board.action(action_id))
+    access.require(request, Permission.ACT, found.project)
+    return board.cancel(action_id, by=requested_by(request)).model_dump(mode="json")

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from failboard.exceptions import FailboardError
 from failboard.models import Action, ActionStatus
+from failboard.web import access
 from failboard.web.api import board_of
 from failboard.web.templating import render
 
@@ -18,9 +19,10 @@ router = APIRouter()
 
 
 def _rows(request: Request, project: str, status: str, limit: int) -> tuple[list[Action], str]:
+    keys = access.scope(request, [project] if project else [])
     try:
         rows = board_of(request).actions(
-            project=project or None,
+            project=keys or None,
             status=status if status in {s.value for s in ActionStatus} else None,
             limit=limit,
         )
@@ -45,7 +47,9 @@ def actions(
         "project": project,
         "status": status,
         "statuses": [s.value for s in ActionStatus],
-        "projects": board_of(request).settings.projects,
+        "projects": [
+            p for p in board_of(request).settings.projects if access.principal(request).sees(p.key)
+        ],
         "live": any(not a.status.finished for a in rows),
     }
     return render(request, "_actions_rows.html" if fragment else "actions.html", context)

@@ -13,8 +13,10 @@ from pygments.lexer import Lexer
 from pygments.lexers import JsonLexer, PythonTracebackLexer, TextLexer
 from starlette.responses import PlainTextResponse, Response
 
+from failboard.auth import Permission
 from failboard.exceptions import FailboardError, NotFound
 from failboard.models import FailedJob, FailedJobDetail, JobQuery
+from failboard.web import access
 from failboard.web.api import board_of
 from failboard.web.templating import render
 
@@ -73,7 +75,12 @@ def similar_jobs(request: Request, job: FailedJobDetail) -> list[FailedJob]:
     filter in the store), then matched on the fingerprint here."""
     if not job.fingerprint:
         return []
-    query = JobQuery(name=job.name or None, exception=job.exception_class or None, limit=200)
+    query = JobQuery(
+        projects=access.scope(request, ()),
+        name=job.name or None,
+        exception=job.exception_class or None,
+        limit=200,
+    )
     page = board_of(request).list_jobs(query)
     return [
         j
@@ -84,6 +91,7 @@ def similar_jobs(request: Request, job: FailedJobDetail) -> list[FailedJob]:
 
 @router.get("/jobs/{project}/{job_id:path}")
 def job(request: Request, project: str, job_id: str) -> Response:
+    who = access.require(request, Permission.READ, project)
     board = board_of(request)
     try:
         detail = board.get_job(project, job_id)
@@ -118,7 +126,7 @@ def job(request: Request, project: str, job_id: str) -> Response:
         "actions": history,
         "open": board.open_actions([detail]).get((project, detail.id)),
         "similar": similar_jobs(request, detail),
-        "can": sorted(k.value for k in capabilities.actions),
+        "can": access.allowed_actions(who, project, capabilities.actions),
     }
     return render(request, "job.html", context)
 
@@ -126,6 +134,7 @@ def job(request: Request, project: str, job_id: str) -> Response:
 @router.get("/raw/{project}/{job_id:path}")
 def raw(request: Request, project: str, job_id: str, part: str = "payload") -> Response:
     """The whole payload (or exception) as plain text: for what the page does not show."""
+    access.require(request, Permission.READ, project)
     detail = board_of(request).get_job(project, job_id)
     text = detail.exception or "" if part == "exception" else payload_text(detail)[0]
     return PlainTextResponse(

@@ -9,7 +9,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from failboard.auth import Permission
 from failboard.exceptions import InvalidRequest, NotFound
+from failboard.web import access
 from failboard.web.api import board_of
 from failboard.web.charts import sparkline
 from failboard.web.filters import RANGES, Filters
@@ -27,13 +29,15 @@ SPARK_HOURS = 6  # 28 six-hour bars: the past week at a glance
 def groups(request: Request) -> Response:
     board = board_of(request)
     filters = Filters.parse(request.query_params)
+    who = access.need(request, Permission.READ)
+    keys = access.within(request, filters).projects
     span = RANGES.get(filters.range)
     since = datetime.now(UTC) - span if span else None
     error = ""
     rows: list[Any] = []
     errors: list[Any] = []
     try:
-        rows, errors = board.groups(filters.projects, since)
+        rows, errors = board.groups(keys, since)
     except (InvalidRequest, NotFound) as exc:
         error = exc.message
     now_hour = int(time.time() // 3600)
@@ -52,7 +56,8 @@ def groups(request: Request) -> Response:
         "sparks": sparks,
         "filters": filters,
         "ranges": list(RANGES),
-        "projects": board.settings.projects,
-        "names": {p.key: p.name or p.key for p in board.settings.projects},
+        "projects": [p for p in board.settings.projects if who.sees(p.key)],
+        "names": {p.key: p.name or p.key for p in board.settings.projects if who.sees(p.key)},
+        "may_act": who.grants(Permission.ACT),
     }
     return render(request, "groups.html", context)

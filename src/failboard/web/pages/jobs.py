@@ -7,8 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from failboard.auth import Permission
 from failboard.exceptions import InvalidRequest, NotFound
 from failboard.models import ActionKind, Cursor, Page
+from failboard.web import access
 from failboard.web.api import board_of
 from failboard.web.filters import RANGES, Filters
 from failboard.web.templating import render
@@ -27,11 +29,12 @@ def index(
 ) -> Response:
     board = board_of(request)
     filters = Filters.parse(request.query_params)
+    who = access.need(request, Permission.READ)
     error = None
     page = Page(items=())
     has_prev = bool(cursor)
     try:
-        query = filters.query(limit=limit)
+        query = access.within(request, filters).query(limit=limit)
         if before:
             page, has_prev = board.list_jobs_before(query, before)
         else:
@@ -39,10 +42,13 @@ def index(
     except (InvalidRequest, NotFound) as exc:
         error = exc.message
     items = list(page.items)
-    names = {p.key: p.name or p.key for p in board.settings.projects}
+    visible = [p for p in board.settings.projects if who.sees(p.key)]
+    names = {p.key: p.name or p.key for p in visible}
+    # Only the buttons this principal may use (the routes refuse the rest anyway).
     can: dict[str, list[str]] = {
-        key: sorted(k.value for k in reader.capabilities.actions)
+        key: access.allowed_actions(who, key, reader.capabilities.actions)
         for key, reader in board.readers.items()
+        if who.sees(key)
     }
     prev_cursor = ""
     if has_prev and items and items[0].failed_at is not None:
@@ -61,7 +67,8 @@ def index(
         "prev_cursor": prev_cursor,
         "filters": filters,
         "params": filters.params() + ([("limit", str(limit))] if limit != 50 else []),
-        "projects": board.settings.projects,
+        "projects": visible,
+        "may_act": who.grants(Permission.ACT),
         "names": names,
         "open": board.open_actions(items),
         "ranges": list(RANGES),

@@ -180,8 +180,9 @@
       var jobs = checked().map(function (b) { var tr = b.closest("tr"); return { project: tr.dataset.project, id: tr.dataset.id }; });
       return submitJobs(action, jobs);
     }
-    $("#bulk-retry").addEventListener("click", function () { bulkAct("retry"); });
-    $("#bulk-delete").addEventListener("click", function () { bulkAct("delete"); });
+    // A viewer's page has no bulk buttons (nor checkboxes to select with).
+    if ($("#bulk-retry")) $("#bulk-retry").addEventListener("click", function () { bulkAct("retry"); });
+    if ($("#bulk-delete")) $("#bulk-delete").addEventListener("click", function () { bulkAct("delete"); });
     table.addEventListener("click", function (e) {
       var button = e.target.closest("button[data-act]");
       if (!button) return;
@@ -283,7 +284,11 @@
       if (location.pathname !== "/actions") return;  // the job page's table is not live
       var params = new URLSearchParams(location.search);
       params.set("fragment", "1");
-      return fetch("/actions?" + params.toString(), { credentials: "same-origin" }).then(function (r) { return r.text(); }).then(function (html) {
+      return fetch("/actions?" + params.toString(), { credentials: "same-origin" }).then(function (r) {
+        // Signed out meanwhile (the answer is the sign-in page): reload, which goes there.
+        if (r.redirected || r.status === 401 || r.status === 403) { location.reload(); throw new Error("signed out"); }
+        return r.text();
+      }).then(function (html) {
         var tmp = document.createElement("tbody");
         tmp.innerHTML = html;  // the server's escaped fragment
         rows.replaceChildren.apply(rows, Array.prototype.slice.call(tmp.childNodes));
