@@ -19,6 +19,7 @@ from failboard.config import ProjectSettings, Settings
 from failboard.drivers import registry
 from failboard.drivers.base import Count, HistogramReader, Reader
 from failboard.exceptions import FailboardError, NotFound, StoreError, Unsupported
+from failboard.grouping import GroupCache, GroupScan
 from failboard.models import (
     MAX_JOB_IDS,
     Action,
@@ -36,9 +37,6 @@ from failboard.redaction import DEFAULT_PATTERNS, Job, Redactor
 from failboard.spool import Spool
 
 __all__ = ["Board", "Group", "ProjectStatus"]
-
-GROUP_SCAN_LIMIT = 5_000
-"""Groups are built from at most this many of each project's newest failures."""
 
 
 class Board:
@@ -64,6 +62,7 @@ class Board:
             for key, project in self.projects.items()
         }
         self._submitted: list[Callable[[Action], None]] = []
+        self._group_cache = GroupCache()
         # Per-project store errors seen since start, for /metrics.
         self.store_errors: Counter[str] = Counter()
 
@@ -262,39 +261,19 @@ class Board:
         self, projects: Sequence[str] = (), since: datetime | None = None
     ) -> tuple[list[Group], list[ProjectError]]:
         """Failures grouped by fingerprint, across projects, from each project's newest
-        ``GROUP_SCAN_LIMIT`` failures (paged in the store, never loaded whole)."""
-        keys = self.aggregator.select(projects)
+        failures (a bounded, labelled sample: see :mod:`failboard.grouping`)."""
+        scan = self.group_scan(projects, since)
+        return scan.groups, scan.errors
 
-        def scan(reader: Reader) -> list[FailedJob]:
-            rows: list[FailedJob] = []
-            query = JobQuery(failed_after=since, limit=500)
-            while len(rows) < GROUP_SCAN_LIMIT:
-                page = reader.list(query)
-                rows.extend(page)
-                if len(page) < query.limit or page[-1].failed_at is None:
-                    break
-                query = query.model_copy(
-                    update={"seek": Seek(failed_at=page[-1].failed_at, sort_key=page[-1].sort_key)}
-                )
-            return rows
-
-        results, errors = self.aggregator.fan_out(keys, scan)
-        self._noted(errors)
-        groups: dict[str, Group] = {}
-        for rows in results.values():
-            for job in rows:
-                key = job.fingerprint or "unknown"
-                group = groups.get(key)
-                if group is None:
-                    group = groups[key] = Group(
-                        fingerprint=key,
-                        exception_class=job.exception_class,
-                        sample_message=job.exception_message,
-                        name=job.name,
-                    )
-                group.add(job)
-        ordered = sorted(groups.values(), key=lambda g: (-g.count, g.fingerprint))
-        return ordered, errors
+    def group_scan(self, projects: Sequence[str] = (), since: datetime | None = None) -> GroupScan:
+        """:meth:`groups` with what they were counted from (failures read per project, and
+        whether that was all of them); cached briefly, see :class:`GroupCache`."""
+        scan, fresh = self._group_cache.get(
+            self.aggregator, self.aggregator.select(projects), since
+        )
+        if fresh:
+            self._noted(scan.errors)
+        return scan
 
     # -- actions -----------------------------------------------------------------------------
 

@@ -51,6 +51,9 @@ class Group:
     names: set[str] = field(default_factory=set)
     first_seen: datetime | None = None
     last_seen: datetime | None = None
+    # False when the count comes from the newest failures of a project read only in part
+    # (see failboard.grouping): "this many among those read", not "this many in all".
+    exact: bool = True
     # Kept for "retry group" and the sparkline; bounded by GROUP_SCAN_LIMIT per project.
     ids: dict[str, list[str]] = field(default_factory=dict)
     hours: Counter[int] = field(default_factory=Counter)
@@ -75,6 +78,7 @@ class Group:
             "name": self.name,
             "names": sorted(self.names),
             "count": self.count,
+            "count_exact": self.exact,
             "projects": sorted(self.projects),
             "first_seen": _iso(self.first_seen),
             "last_seen": _iso(self.last_seen),
