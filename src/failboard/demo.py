@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 import shutil
 import socket
 import sys
@@ -197,7 +198,18 @@ url = "sqlite:///spool.db"
 [server]
 host = "{host}"
 port = {port}
-{projects}"""
+{server}{projects}{users}"""
+
+# `failboard demo` signs its one user in with a password made for that run (printed at start).
+SIGN_IN = """secret_key = "{secret}"
+"""
+USER = """
+[[users]]
+name = "admin"
+password_hash = "{password_hash}"
+role = "admin"
+projects = ["*"]
+"""
 
 PROJECT = """
 [[projects]]
@@ -209,8 +221,14 @@ agent = "inline"
 """
 
 
-def seed_demo(data_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> Path:
-    """Create (once) the demo's databases and config in ``data_dir``; return the config path."""
+def seed_demo(
+    data_dir: Path, host: str = "127.0.0.1", port: int = 8000, admin_password: str | None = None
+) -> Path:
+    """Create (once) the demo's databases and config in ``data_dir``; return the config path.
+    With ``admin_password``, the config has a user ``admin`` with that password (and a fresh
+    secret key); without, no sign-in (a loopback tool, as the tests use it)."""
+    from failboard.auth import hash_password
+
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "failboard.toml"
     now = datetime.now(UTC)
@@ -221,8 +239,21 @@ def seed_demo(data_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> Path
     projects = "".join(
         PROJECT.format(key=key, name=name) for key, (name, _jobs) in DEMO_PROJECTS.items()
     )
+    server = users = ""
+    if admin_password is not None:
+        server = SIGN_IN.format(secret=secrets.token_urlsafe(32))
+        users = USER.format(password_hash=hash_password(admin_password))
+    config.touch(mode=0o600)
+    config.chmod(0o600)  # it holds the secret key and a password hash
     config.write_text(
-        CONFIG.format(config=config.resolve(), host=host, port=port, projects=projects)
+        CONFIG.format(
+            config=config.resolve(),
+            host=host,
+            port=port,
+            server=server,
+            projects=projects,
+            users=users,
+        )
     )
     settings = load_settings(config)
     spool = Spool.from_settings(settings.spool)
@@ -259,7 +290,8 @@ def run_demo(data_dir: str, host: str, port: int, serve: bool = True) -> None:
     console = Console(highlight=False)
     port = port or _free_port(host)
     folder = Path(data_dir).resolve()
-    config = seed_demo(folder, host, port)
+    password = secrets.token_urlsafe(12)
+    config = seed_demo(folder, host, port, admin_password=password)
     settings = load_settings(config)
     total = 0
     for project in settings.projects:
@@ -270,6 +302,7 @@ def run_demo(data_dir: str, host: str, port: int, serve: bool = True) -> None:
     url = f"http://{host}:{port}/"
     console.print(f"[bold]failboard demo[/] — {total} failed jobs in 3 projects, in {folder}")
     console.print(f"  dashboard:  [bold cyan]{url}[/]   (API docs at {url}docs)")
+    console.print(f"  sign in:    admin / [bold]{password}[/]   (a new password each run)")
     console.print(f"  CLI:        export FAILBOARD_CONFIG={config}")
     command = _command()
     console.print(f"              {command} jobs list --limit 5")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from failboard.cli import actions, audit, jobs, ops
+from failboard.cli import access, actions, audit, jobs, ops
 
 __all__ = ["app", "main"]
 
@@ -19,6 +19,7 @@ app.add_typer(jobs.app, name="jobs")
 app.add_typer(audit.app, name="audit")
 ops.register(app)
 actions.register(app)
+access.register(app)
 
 
 @app.command()

@@ -47,15 +47,21 @@ def run_server(settings: Settings, host: str, port: int, *, unsafe_no_auth: bool
 
     from failboard.web import create_app
 
-    if not _is_loopback(host) and not unsafe_no_auth:
-        # Fail closed: there is no sign-in yet, so nothing but this machine may connect.
+    if not _is_loopback(host) and not unsafe_no_auth and not _auth_configured(settings):
+        # Fail closed: without users, tokens or a trusted proxy everyone would be an admin.
         raise ConfigError(
-            f"refusing to listen on {host}: failboard has no sign-in yet and serves loopback "
-            "only; put it behind an authenticating reverse proxy on this host, or pass "
-            "--unsafe-no-auth if you really mean it"
+            f"refusing to listen on {host}: no sign-in is configured, so only this machine may "
+            "connect; add [[users]] or [[tokens]] or [server] proxy_user_header (see "
+            "docs/security.md), or pass --unsafe-no-auth if you really mean it"
         )
     app = create_app(settings)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    # proxy_headers off: the trusted-proxy check must see the real TCP peer, never an address
+    # a client wrote into X-Forwarded-For.
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, proxy_headers=False)
+
+
+def _auth_configured(settings: Settings) -> bool:
+    return bool(settings.users or settings.tokens or settings.server.proxy_user_header)
 
 
 def serve(
