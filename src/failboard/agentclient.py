@@ -17,7 +17,7 @@ import random
 import ssl
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import httpx2 as httpx
@@ -84,6 +84,12 @@ class AgentClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- the AgentSpool calls ------------------------------------------------------------------
 

@@ -92,7 +92,7 @@ def _agent_spool(settings: Settings) -> AgentSpool:
         if not (server and token):
             missing = "token" if server else "server"
             raise ConfigError(
-                f"{settings.source}: [agent] {missing} is missing: HTTP mode needs both "
+                f"{settings.source}: agent.{missing} is missing: HTTP mode needs both "
                 "server (the dashboard's URL) and token (an agent token, see failboard new-token)"
             )
         from failboard.agentclient import AgentClient
