@@ -312,7 +312,7 @@ class AuditLog:
         last = expected_id - 1
         if last != head_id or prev != head_hash:
             if last < head_id:
-                problem = f"entries {last + 1} to {head_id} are missing (deleted at the end?)"
+                problem = f"{_missing(last + 1, head_id)} (deleted at the end?)"
                 return VerifyResult(False, checked, head_id, head_hash, last + 1, problem)
             problem = (
                 f"the head says entry {head_id} ({head_hash[:12]}…) is the newest, but the log "
@@ -340,16 +340,18 @@ def _retrying(work: Callable[[], int]) -> int:
     return retrying(work)
 
 
+def _missing(first: int, last: int) -> str:
+    if first == last:
+        return f"entry {first} is missing"
+    return f"entries {first} to {last} are missing"
+
+
 def _check(row: RowMapping, expected_id: int, prev: str) -> tuple[int, str] | None:
     """Why ``row`` breaks the chain (its id, the reason), or None."""
     found = int(row["id"])
     if found > expected_id:
-        missing = (
-            f"entry {expected_id} is missing"
-            if found == expected_id + 1
-            else f"entries {expected_id} to {found - 1} are missing"
-        )
-        return expected_id, f"{missing} (deleted?); the log goes on at entry {found}"
+        gone = _missing(expected_id, found - 1)
+        return expected_id, f"{gone} (deleted?); the log goes on at entry {found}"
     if found < expected_id:  # cannot happen with a primary key; a renumbered copy, maybe
         return found, f"entry {found} appears out of order"
     if row["prev_hash"] != prev:
