@@ -1,7 +1,8 @@
 """Realistic Laravel ``failed_jobs`` rows, made fast and kept between runs.
 
 Rows look like what a busy Laravel application leaves behind: payloads as Laravel's
-``Queue::createPayload`` writes them (1-4 KB, built with the driver's own ``build_payload``), PHP
+``Queue::createPayload`` writes them (built with the driver's own ``build_payload``: 1-4 KB, or
+2-20 KB with ``large=True``, the sizes issue #8 asks the listing benchmarks for), PHP
 exception texts with a stack trace of 23-25 frames through the queue worker, several queues and
 connections, ``failed_at`` spread over the 30 days before the dataset was built. Rows come from a
 seeded generator (only the random ids ``build_payload`` gives Redis payloads are not seeded), so a
@@ -11,6 +12,7 @@ match.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 import uuid
@@ -38,6 +40,9 @@ __all__ = [
 
 VERSION = 1
 """Bump when the generator changes: stored datasets of another version are rebuilt."""
+LARGE_VERSION = 2
+"""The version of the ``large=True`` rows (2-20 KB payloads); the 1-4 KB rows stay version 1
+so that the retry datasets other benchmarks keep are not rebuilt by this change."""
 
 COMMON_TERM = "declined"
 """In the message of every card decline: about one row in 22."""
@@ -309,12 +314,15 @@ def _worker_frames(job: str, connection: str, queue: str, first: int) -> str:
     return "\n".join(lines)
 
 
-def _properties(rng: random.Random, index: int) -> dict[str, Any]:
+def _properties(rng: random.Random, index: int, large: bool = False) -> dict[str, Any]:
     # What a job's public properties serialize to: ids, an email, and one long field (an order's
-    # line items, a webhook body) whose length spreads the payloads over 1-4 KB.
+    # line items, a webhook body) whose length spreads the payloads over 1-4 KB, or 2-20 KB
+    # when large (log-uniform: most payloads small, a long tail of big ones).
     customer = rng.randint(1, 500_000)
     email = RARE_TERM if index % _RARE_EVERY == 7 else f"customer{customer}@example.com"
-    count = rng.randint(8, 55)
+    count = (
+        round(math.exp(rng.uniform(math.log(25), math.log(315)))) if large else rng.randint(8, 55)
+    )
     start = rng.randrange(len(_LINE_ITEMS) - count)
     items = ",".join(_LINE_ITEMS[start : start + count])
     return {
@@ -334,11 +342,13 @@ def failed_job_rows(
     days: int = 30,
     connection: str | None = None,
     queue: str | None = None,
+    large: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """``count`` rows for :func:`~failboard.drivers.laravel.schema.insert_failed_jobs`.
 
     ``failed_at`` lies in the ``days`` before ``anchor`` (naive UTC); ``connection`` and
-    ``queue`` force every row onto one (for the retry benchmarks, which need database jobs).
+    ``queue`` force every row onto one (for the retry benchmarks, which need database jobs);
+    ``large`` makes 2-20 KB payloads instead of 1-4 KB.
     """
     rng = random.Random(seed)
     span = days * 86_400
@@ -352,7 +362,7 @@ def failed_job_rows(
         payload = build_payload(
             job.name,
             uuid=job_uuid,
-            properties=_properties(rng, index),
+            properties=_properties(rng, index, large),
             max_tries=rng.choice((None, 3, 5)),
             timeout=rng.choice((None, 60, 120)),
             backoff=rng.choice((None, "10,60,300")),
@@ -381,14 +391,14 @@ class Dataset:
     built_seconds: float | None  # None: reused as it was
 
 
-def _stored_rows(engine: sa.Engine) -> int | None:
-    """The row count of a complete dataset of this VERSION, or None."""
+def _stored_rows(engine: sa.Engine, version: int) -> int | None:
+    """The row count of a complete dataset of ``version``, or None."""
     inspector = sa.inspect(engine)
     if not inspector.has_table(_META) or not inspector.has_table("failed_jobs"):
         return None
     with engine.connect() as connection:
         meta = connection.execute(sa.text(f"SELECT version, row_count FROM {_META}")).first()
-        if meta is None or meta.version != VERSION:
+        if meta is None or meta.version != version:
             return None
         count = connection.execute(sa.text("SELECT count(*) FROM failed_jobs")).scalar_one()
     return int(count) if int(count) == int(meta.row_count) else None
@@ -402,6 +412,7 @@ def ensure_dataset(
     seed: int,
     connection: str | None = None,
     queue: str | None = None,
+    large: bool = False,
     log: Any = print,
 ) -> Dataset:
     """The dataset ``name`` with ``rows`` rows on ``kind``: reused when it is there and complete,
@@ -409,8 +420,9 @@ def ensure_dataset(
     ensure_database(kind, name)
     url = database_url(kind, name)
     engine = create_engine(url, timeout=30.0)
+    version = LARGE_VERSION if large else VERSION
     try:
-        if _stored_rows(engine) == rows:
+        if _stored_rows(engine, version) == rows:
             return Dataset(kind, name, url, rows, None)
         log(f"building {name} on {kind}: {rows:,} rows (kept for later runs)")
         started = time.perf_counter()
@@ -421,7 +433,7 @@ def ensure_dataset(
         create_tables(engine)
         anchor = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         generated = failed_job_rows(
-            rows, seed=seed, anchor=anchor, connection=connection, queue=queue
+            rows, seed=seed, anchor=anchor, connection=connection, queue=queue, large=large
         )
         if kind == "postgres":
             _copy_postgres(engine, generated)
@@ -432,7 +444,7 @@ def ensure_dataset(
             conn.execute(sa.text(f"CREATE TABLE {_META} (version INTEGER, row_count INTEGER)"))
             conn.execute(
                 sa.text(f"INSERT INTO {_META} VALUES (:version, :rows)"),
-                {"version": VERSION, "rows": rows},
+                {"version": version, "rows": rows},
             )
         return Dataset(kind, name, url, rows, time.perf_counter() - started)
     finally:

@@ -1,82 +1,85 @@
-"""Target 1: the first page across three projects holding 300,000 failed jobs.
+"""Listing at scale: 10 projects, 1,000,000 failed jobs, through the real dashboard.
 
-One Laravel ``failed_jobs`` table per project — PostgreSQL, MariaDB, SQLite, 100,000 rows each —
-read through ``GET /api/v1/jobs`` of the real dashboard (``failboard serve`` under uvicorn, in its
-own process), timed as real HTTP requests with httpx after a warm-up. Each case runs twice: with
-the indexes Laravel 13's migration makes (``connection, queue, failed_at``) and with an extra
-index on ``failed_at``, since every page is ordered by it.
+The fleet of :mod:`bench.fleet` — 4 PostgreSQL, 3 MariaDB, 2 SQLite Laravel projects and 1 RQ
+project — at 10 x 1,000, 10 x 10,000 and 10 x 100,000 failed jobs (the scaling curve: 10k, 100k,
+1M). For each size, ``failboard serve`` (uvicorn, its own process) is started on a config of the
+ten projects, and timed as real HTTP requests with httpx after a warm-up:
+
+- ``GET /api/v1/jobs`` and ``GET /`` (the HTML page): the first page, and a filtered page
+  (``queue=billing`` and ``exception=Card``: a queue and an exception class, ~5 % of rows);
+- ``GET /groups`` (HTML): a cold scan (cache expired) and a cached answer;
+- the dashboard's RSS after all of it, at each size.
+
+At 1M only: 50 concurrent clients for 30 s on ``/api/v1/jobs`` and on ``/``
+(:mod:`bench.http_load`, in its own process).
 """
 
 from __future__ import annotations
 
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.data import COMMON_TERM, RARE_TERM, Dataset, ensure_dataset, set_failed_at_index
-from bench.procs import serve, write_config
+from bench.fleet import PROJECTS, SCALES, Member, ensure_fleet, write_fleet_config
+from bench.http_load import load
+from bench.procs import LOG_DIR, free_port, start, stop
 from bench.results import Result, log, ms, summary
-from bench.services import DATA_DIR, Kind, sqlite_url
+from bench.services import DATA_DIR, sqlite_url
+from failboard.grouping import GROUP_CACHE_SECONDS
 from failboard.spool import Spool
 
 __all__ = ["run"]
 
-TARGET = 0.100
+PAGE_TARGET = 0.150
+GROUPS_TARGET = 1.0
+HTML_TARGET = 200 * 1024
+RSS_TARGET = 150 * 1024 * 1024
+LOAD_P99_TARGET = 1.0
 PAGE = 50
 STORE_TIMEOUT = 60
 """The bench's ``store_timeout_seconds``: long enough that a slow store is timed, not cut off
 (the default of 2 s would report it as a per-project error instead)."""
-
-STORES: tuple[tuple[str, Kind, int], ...] = (
-    ("pg", "postgres", 100),
-    ("maria", "mysql", 101),
-    ("lite", "sqlite", 102),
-)
+LOAD_CLIENTS = 50
+LOAD_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
 class Case:
     name: str
+    path: str
     params: dict[str, str] = field(default_factory=dict)
-    page: int = 1
-    min_items: int = PAGE  # fewer rows than this means the answer is wrong, not fast
+    html: bool = False
 
 
+FILTER = {"queue": "billing", "exception": "Card"}
 CASES = (
-    Case("first page"),
-    Case("queue=billing", {"queue": "billing"}),
-    Case(f"q={COMMON_TERM}", {"q": COMMON_TERM}),
-    Case("q=<rare e-mail>", {"q": RARE_TERM}, min_items=3),
-    Case("10th page (cursors)", page=10),
+    Case("API first page", "/api/v1/jobs", {"limit": str(PAGE)}),
+    Case("API queue+exception", "/api/v1/jobs", {**FILTER, "limit": str(PAGE)}),
+    Case("/ first page", "/", html=True),
+    Case("/ queue+exception", "/", dict(FILTER), html=True),
 )
 
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """How long to keep sampling one case.
-
-    A fast case gets ``warmup`` requests, then at least ``min_samples`` and at most
-    ``max_samples``, stopping once ``seconds`` are spent. A case whose first request takes more
-    than ``SLOW`` seconds scans a whole table: its first request is as warm as any (the pools are
-    open, the time is the scan), so it counts, and only ``slow_samples`` are taken in all —
-    sampling those like the fast ones would eat the 15 minutes the whole bench may take.
-    """
+    """``warmup`` requests, then at least ``min_samples`` and at most ``max_samples``, stopping
+    once ``seconds`` are spent."""
 
     warmup: int
     min_samples: int
     max_samples: int
     seconds: float
-    slow_samples: int
+    cold_groups: int  # /groups scans with an expired cache (each waits out the cache first)
 
 
-SLOW = 1.0
-FULL = Budget(warmup=3, min_samples=5, max_samples=40, seconds=6.0, slow_samples=3)
-QUICK = Budget(warmup=1, min_samples=3, max_samples=10, seconds=1.5, slow_samples=2)
-PER_STORE = Budget(warmup=1, min_samples=3, max_samples=10, seconds=1.5, slow_samples=1)
+FULL = Budget(warmup=3, min_samples=10, max_samples=60, seconds=6.0, cold_groups=3)
+QUICK = Budget(warmup=1, min_samples=3, max_samples=10, seconds=1.5, cold_groups=1)
 
 
 def _timed(call: Callable[[], object]) -> float:
@@ -86,10 +89,7 @@ def _timed(call: Callable[[], object]) -> float:
 
 
 def _sample(call: Callable[[], object], budget: Budget) -> list[float]:
-    first = _timed(call)
-    if first > SLOW:
-        return [first] + [_timed(call) for _ in range(budget.slow_samples - 1)]
-    for _ in range(budget.warmup - 1):
+    for _ in range(budget.warmup):
         call()
     samples: list[float] = []
     while len(samples) < budget.max_samples:
@@ -99,110 +99,237 @@ def _sample(call: Callable[[], object], budget: Budget) -> list[float]:
     return samples
 
 
-def _get(client: httpx.Client, params: dict[str, str], min_items: int) -> dict[str, Any]:
-    response = client.get("/api/v1/jobs", params=params)
+def _get(client: httpx.Client, case: Case) -> httpx.Response:
+    response = client.get(case.path, params=case.params)
     response.raise_for_status()
-    body: dict[str, Any] = response.json()
-    if body["errors"]:
-        raise RuntimeError(f"projects answered with errors: {body['errors']}")
-    if len(body["items"]) < min_items:
-        raise RuntimeError(f"only {len(body['items'])} rows for {params}")
-    return body
+    if case.html:
+        if "is unreachable" in response.text:
+            raise RuntimeError(f"{case.name}: a project is marked unreachable")
+    else:
+        body: dict[str, Any] = response.json()
+        if body["errors"]:
+            raise RuntimeError(f"projects answered with errors: {body['errors']}")
+        if len(body["items"]) < PAGE:
+            raise RuntimeError(f"only {len(body['items'])} rows for {case.name}")
+    return response
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    base: str
+    pid: int
+
+
+@contextmanager
+def _served(config: Path, log_name: str) -> Iterator[Served]:
+    """``failboard serve`` on a free loopback port, with its pid (for its RSS)."""
+    port = free_port()
+    process = start(
+        ["serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)], log_name
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"failboard serve exited; see {LOG_DIR / log_name}")
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"failboard serve did not answer; see {LOG_DIR / log_name}")
+            time.sleep(0.1)
+        yield Served(base, process.pid)
+    finally:
+        stop(process)
+
+
+def _rss(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of ``pid`` in bytes."""
+    values = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) * 1024
+    return values["VmRSS"], values["VmHWM"]
 
 
 def _warm_up(client: httpx.Client) -> None:
-    """Open every project's pool and reflect its table before the first timed request (a job
-    that does not exist is looked up by its unique key: cheap, with or without our index)."""
-    for key, _kind, _seed in STORES:
+    """Open every project's pool (and reflect its table) before the first timed request."""
+    for project in PROJECTS:
         for _ in range(2):
-            response = client.get(f"/api/v1/jobs/{key}/warm-up")
+            response = client.get(f"/api/v1/jobs/{project.key}/warm-up")
             if response.status_code != 404:
-                raise RuntimeError(f"warm-up of {key}: HTTP {response.status_code}")
+                raise RuntimeError(f"warm-up of {project.key}: HTTP {response.status_code}")
 
 
-def _page_params(client: httpx.Client, case: Case) -> dict[str, str]:
-    """The query string of the case's page: the pages before it are followed by their cursors."""
-    params = {**case.params, "limit": str(PAGE)}
-    for _ in range(case.page - 1):
-        body = _get(client, params, PAGE)
-        params = {**case.params, "limit": str(PAGE), "cursor": body["next_cursor"]}
-    return params
+def _groups(
+    client: httpx.Client, budget: Budget
+) -> tuple[list[float], list[float], dict[str, Any]]:
+    """Cold /groups scans (the cache expired before each) and cached answers; the API's view of
+    the last scan (groups, whether counts are exact)."""
+    cold: list[float] = []
+    for index in range(budget.cold_groups):
+        if index:
+            time.sleep(GROUP_CACHE_SECONDS + 0.5)
+        cold.append(_timed(lambda: client.get("/groups").raise_for_status()))
+    warm = _sample(lambda: client.get("/groups").raise_for_status(), budget)
+    groups = client.get("/api/v1/groups").json()
+    info = {
+        "groups": len(groups),
+        "counted": sum(g["count"] for g in groups),
+        "exact": all(g.get("count_exact", False) for g in groups),
+    }
+    return cold, warm, info
 
 
-def _measure(
-    client: httpx.Client, case: Case, params: dict[str, str], budget: Budget
-) -> tuple[list[float], dict[str, list[float]]]:
-    """Samples through all three projects, then per project (which store costs what)."""
-    merged = _sample(lambda: _get(client, params, case.min_items), budget)
-    per_store: dict[str, list[float]] = {}
-    for key, _kind, _seed in STORES:
-        one = {**params, "project": key}
-        per_store[key] = _sample(partial(_get, client, one, 1), PER_STORE)
-    return merged, per_store
-
-
-def _datasets(rows: int) -> list[Dataset]:
-    name = f"fb_bench_laravel_{rows // 1000}k"
-    return [ensure_dataset(kind, name, rows, seed=seed, log=log) for _key, kind, seed in STORES]
+def _measure_size(
+    members: list[Member],
+    per_project: int,
+    budget: Budget,
+    spool_url: str,
+    load_seconds: float | None,
+) -> tuple[list[Result], dict[str, float]]:
+    total = per_project * len(members)
+    label = f"{total // 1000:,}k" if total < 1_000_000 else f"{total // 1_000_000}M"
+    config = Path(
+        write_fleet_config(
+            str(DATA_DIR / f"fleet-{per_project}.toml"),
+            spool_url,
+            members,
+            server=f"store_timeout_seconds = {STORE_TIMEOUT}",
+        )
+    )
+    bench = f"listing {label} jobs / {len(members)} projects"
+    results: list[Result] = []
+    medians: dict[str, float] = {}
+    log(f"listing: {label} ({len(members)} x {per_project:,})")
+    with (
+        _served(config, f"serve-fleet-{per_project}.log") as served,
+        httpx.Client(base_url=served.base, timeout=STORE_TIMEOUT + 10) as client,
+    ):
+        _warm_up(client)
+        for case in CASES:
+            samples = _sample(lambda case=case: _get(client, case), budget)  # type: ignore[misc]
+            median, p95 = summary(samples)
+            medians[case.name] = median
+            size = len(_get(client, case).content)
+            notes = f"n={len(samples)}"
+            met = median < PAGE_TARGET
+            target = "median < 150 ms"
+            if case.html:
+                notes += f"; HTML {size / 1024:,.0f} KB"
+                met = met and size < HTML_TARGET
+                target += ", < 200 KB"
+            log(f"  {case.name}: median {ms(median)}, p95 {ms(p95)} ({notes})")
+            results.append(
+                Result(
+                    bench,
+                    case.name,
+                    f"{ms(median)} (p95 {ms(p95)})",
+                    target,
+                    met,
+                    notes,
+                    {
+                        "case": case.name,
+                        "total": total,
+                        "median_s": median,
+                        "p95_s": p95,
+                        "bytes": size,
+                        "samples_s": samples,
+                    },
+                )
+            )
+        cold, warm, info = _groups(client, budget)
+        cold_median = statistics.median(cold)
+        medians["/groups"] = cold_median
+        log(f"  /groups: cold {[ms(x) for x in cold]}, cached {ms(summary(warm)[0])} ({info})")
+        results.append(
+            Result(
+                bench,
+                "/groups (cold scan · cached)",
+                f"{ms(cold_median)} · {ms(summary(warm)[0])}",
+                "< 1 s",
+                max(cold) < GROUPS_TARGET,
+                f"cold n={len(cold)}, max {ms(max(cold))}; {info['groups']} groups from "
+                f"{info['counted']:,} failures read; counts "
+                + ("exact" if info["exact"] else "labelled as from the newest per project"),
+                {"total": total, "cold_s": cold, "cached_s": warm, **info},
+            )
+        )
+        if load_seconds:
+            for path in ("/api/v1/jobs", "/"):
+                log(f"  load: {LOAD_CLIENTS} clients on {path} for {load_seconds:.0f} s")
+                report = load(served.base + path, LOAD_CLIENTS, load_seconds)
+                log(f"    {report}")
+                p99 = report["p99_s"] or float("inf")
+                results.append(
+                    Result(
+                        bench,
+                        f"{LOAD_CLIENTS} clients x {load_seconds:.0f} s on {path}",
+                        f"{report['rps']:.1f} req/s, p99 {ms(p99)}",
+                        "p99 < 1 s, 0 errors",
+                        p99 < LOAD_P99_TARGET and report["errors"] == 0,
+                        f"{report['requests']:,} requests, {report['errors']} errors; p50 "
+                        f"{ms(report['p50_s'] or 0)}, p95 {ms(report['p95_s'] or 0)}; "
+                        f"generator CPU {report['generator_cpu_s']} s",
+                        report,
+                    )
+                )
+        rss, peak = _rss(served.pid)
+    results.append(
+        Result(
+            bench,
+            "dashboard RSS after the run",
+            f"{rss / 2**20:,.0f} MB",
+            "< 150 MB",
+            rss < RSS_TARGET,
+            f"peak (VmHWM) {peak / 2**20:,.0f} MB",
+            {"total": total, "rss_bytes": rss, "peak_bytes": peak},
+        )
+    )
+    return results, medians
 
 
 def run(quick: bool = False) -> list[Result]:
-    rows = 10_000 if quick else 100_000
-    datasets = _datasets(rows)
+    sizes = SCALES[:1] if quick else SCALES
+    fleets = {per: ensure_fleet(per) for per in sizes}
     spool_url = sqlite_url("fb_bench_listing_spool")
     with Spool(spool_url) as spool:
         spool.migrate()
-    config = write_config(
-        DATA_DIR / "listing.toml",
-        spool_url,
-        [(key, dataset.url) for (key, _kind, _seed), dataset in zip(STORES, datasets, strict=True)],
-        server=f"store_timeout_seconds = {STORE_TIMEOUT}",
-    )
     budget = QUICK if quick else FULL
     results: list[Result] = []
-    pages: dict[str, dict[str, str]] = {}
-    # With the index first: following nine cursors to the 10th page is quick there, and the
-    # cursors (positions in the data, not in an index) serve the run without it as well.
-    for indexed in (True, False):
-        variant = "+ failed_at index" if indexed else "Laravel 13 indexes"
-        log(f"listing: {variant}")
-        for dataset in datasets:
-            set_failed_at_index(dataset.url, indexed)
-        with (
-            serve(config, f"serve-listing-{int(indexed)}.log") as base,
-            httpx.Client(base_url=base, timeout=STORE_TIMEOUT + 10) as client,
-        ):
-            _warm_up(client)
-            for case in CASES:
-                if case.name not in pages:
-                    pages[case.name] = _page_params(client, case)
-                params = pages[case.name]
-                merged, per_store = _measure(client, case, params, budget)
-                results.append(_result(case, indexed, merged, per_store, rows))
+    curve: dict[int, dict[str, float]] = {}
+    for per in sizes:
+        # The load runs once, on the largest size (5 s in a --quick run).
+        seconds = (5.0 if quick else LOAD_SECONDS) if per == sizes[-1] else None
+        found, medians = _measure_size(fleets[per], per, budget, spool_url, seconds)
+        results += found
+        curve[per * len(PROJECTS)] = medians
+    if len(curve) > 1:
+        results += _scaling(curve)
     return results
 
 
-def _result(
-    case: Case, indexed: bool, merged: list[float], per_store: dict[str, list[float]], rows: int
-) -> Result:
-    variant = "+ failed_at index" if indexed else "Laravel 13 indexes"
-    median, p95 = summary(merged)
-    stores = " · ".join(f"{key} {ms(summary(samples)[0])}" for key, samples in per_store.items())
-    log(f"  {case.name}: median {ms(median)}, p95 {ms(p95)}, n={len(merged)} ({stores})")
-    return Result(
-        bench=f"listing {rows * len(STORES):,} rows / {len(STORES)} projects",
-        case=f"{case.name} · {variant}",
-        measured=f"{ms(median)} (p95 {ms(p95)})",
-        target="median < 100 ms",
-        met=median < TARGET,
-        notes=f"n={len(merged)}; per project (median): {stores}",
-        data={
-            "case": case.name,
-            "failed_at_index": indexed,
-            "median_s": median,
-            "p95_s": p95,
-            "samples_s": merged,
-            "per_store_median_s": {key: summary(samples)[0] for key, samples in per_store.items()},
-            "rows_per_store": rows,
-        },
-    )
+def _scaling(curve: dict[int, dict[str, float]]) -> list[Result]:
+    """One line per case: its median at each size, and the largest over the smallest."""
+    out = []
+    sizes = sorted(curve)
+    for name in curve[sizes[0]]:
+        values = [curve[size][name] for size in sizes]
+        ratio = values[-1] / values[0]
+        out.append(
+            Result(
+                "scaling 10k → 100k → 1M",
+                name,
+                " → ".join(ms(v) for v in values),
+                "flat (≤ 2x)",
+                ratio <= 2.0,
+                f"1M / 10k = {ratio:.2f}x",
+                {"case": name, "sizes": sizes, "median_s": values},
+            )
+        )
+    return out
