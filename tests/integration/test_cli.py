@@ -109,3 +109,23 @@ def test_serve_refuses_a_public_address_without_auth(tmp_path: Path) -> None:
     runner.invoke(app, ["migrate", "--config", str(config)])
     out = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--config", str(config)])
     assert out.exit_code == 1 and "refusing to listen on 0.0.0.0" in out.output
+
+
+def test_hash_password_reads_stdin_and_prints_an_argon2_hash() -> None:
+    from failboard.auth import verify_password
+
+    out = runner.invoke(app, ["hash-password"], input="correct horse battery\n")
+    assert out.exit_code == 0, out.output
+    hashed = out.stdout.strip()
+    assert hashed.startswith("$argon2id$") and verify_password(hashed, "correct horse battery")
+    short = runner.invoke(app, ["hash-password"], input="short\n")
+    assert short.exit_code == 1
+
+
+def test_serve_allows_a_public_address_once_sign_in_is_configured(tmp_path: Path) -> None:
+    from failboard.cli.ops import _auth_configured
+    from failboard.config import parse_settings
+
+    assert not _auth_configured(parse_settings(""))
+    token = '[[tokens]]\nname = "ci"\nsha256 = "' + "0" * 64 + '"\n'
+    assert _auth_configured(parse_settings(token))
