@@ -50,3 +50,20 @@ def test_the_demo_shows_three_projects_and_retries_inline(tmp_path: Path) -> Non
         left = connection.execute(sa.text("SELECT count(*) FROM failed_jobs")).scalar_one()
     engine.dispose()
     assert left == FAILURES_PER_PROJECT["shop"] - 1
+
+
+def test_the_demo_with_a_password_signs_in_as_admin(tmp_path: Path) -> None:
+    import re
+
+    config = seed_demo(tmp_path / "demo", admin_password="demo-password-123")
+    assert config.stat().st_mode & 0o077 == 0  # the secret key and hash are not for others
+    with TestClient(create_app(load_settings(config)), follow_redirects=False) as client:
+        assert client.get("/api/v1/jobs").status_code == 401
+        assert client.get("/").status_code == 303
+        page = client.get("/login").text
+        found = re.search(r'name="csrf_token" value="([0-9a-f]{64})"', page)
+        assert found
+        form = {"name": "admin", "password": "demo-password-123", "csrf_token": found.group(1)}
+        assert client.post("/login", data=form).status_code == 303
+        home = client.get("/")
+        assert home.status_code == 200 and "admin · admin" in home.text
