@@ -24,7 +24,15 @@ from typing import Any
 import sqlalchemy as sa
 from rich.console import Console
 
-from bench import dramatiq_xq, listing, retry_queue, spool_drain
+from bench import (
+    celery_targets,
+    dramatiq_xq,
+    listing,
+    retry_drivers,
+    retry_queue,
+    rq_peer,
+    spool_drain,
+)
 from bench.results import Result, console, log, render, save
 from bench.services import MYSQL_URL, POSTGRES_URL
 
@@ -32,6 +40,9 @@ PARTS: dict[str, Callable[[argparse.Namespace], list[Result]]] = {
     "listing": lambda args: listing.run(args.quick),
     "retry_queue": lambda args: retry_queue.run(args.quick, args.peer_rows),
     "spool": lambda args: spool_drain.run(args.quick),
+    "rq_peer": lambda args: rq_peer.run(args.quick),
+    "celery": lambda args: celery_targets.run(args.quick),
+    "retry_drivers": lambda args: retry_drivers.run(args.quick, args.peer_rows),
     "dramatiq": lambda args: dramatiq_xq.run(args.quick),
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"

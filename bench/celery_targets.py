@@ -416,5 +416,7 @@ def run(quick: bool = False) -> list[Result]:
     rows = 2_000 if quick else 10_000
     return [
         *_overhead(quick),
-        *retry_celery(rows, f"celery retry_queue {rows:,} tasks (PostgreSQL → Redis)", RETRY_TARGET),
+        *retry_celery(
+            rows, f"celery retry_queue {rows:,} tasks (PostgreSQL → Redis)", RETRY_TARGET
+        ),
     ]

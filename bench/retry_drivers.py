@@ -207,8 +207,8 @@ def run(quick: bool = False, peer_rows: int | None = 20_000) -> list[Result]:
     speed = Result(
         f"rq retry_queue {rows:,} jobs",
         "failboard vs rq requeue --all",
-        f"{factor:,.0f}× faster",
-        f"≥ {TARGET_FACTOR:.0f}×",
+        f"{factor:,.0f}x faster",
+        f"≥ {TARGET_FACTOR:.0f}x",
         bool(ours[0].met) and factor >= TARGET_FACTOR,
         "agent wall time (process start to exit) vs the peer's time for the same jobs",
         {"factor": factor},

@@ -188,7 +188,8 @@ def run(quick: bool = False) -> list[Result]:
             peer = f"{dash}/0/data/jobs/default/failed/{PAGE}/dsc/1.json"
             # rq-dashboard 0.9 answers per_page=50 with 49 rows (get_queue_registry_jobs_count
             # turns per_page into an inclusive end index, then takes one less): its own bug,
-            # checked for as such. Alternate the three so that a burst of load on the shared box hits them alike.
+            # checked for as such. Alternate the three so that a burst of load on the shared box
+            # hits them alike.
             calls = {
                 "failboard API, 3 queues": _checked_get(http, api, "items"),
                 "failboard API, queue=default": _checked_get(http, f"{api}&queue=default", "items"),
@@ -217,23 +218,23 @@ def run(quick: bool = False) -> list[Result]:
         _line(
             "failboard reader, 3 queues",
             measured["reader, 3 queues"],
-            f"≤ {FLOOR_FACTOR:.0f}× floor",
+            f"≤ {FLOOR_FACTOR:.0f}x floor",
             ratio_3 <= FLOOR_FACTOR,
-            f"{ratio_3:.1f}× the floor; in-process RqReader.list, {n}, rows with exception class",
+            f"{ratio_3:.1f}x the floor; in-process RqReader.list, {n}, rows with exception class",
         ),
         _line(
             "failboard reader, queue=default",
             measured["reader, queue=default"],
-            f"≤ {FLOOR_FACTOR:.0f}× floor",
+            f"≤ {FLOOR_FACTOR:.0f}x floor",
             ratio_1 <= FLOOR_FACTOR,
-            f"{ratio_1:.1f}× the floor",
+            f"{ratio_1:.1f}x the floor",
         ),
         _line(
             "failboard reader, 3 queues, 1,000 jobs",
             measured["reader, 3 queues, 1,000 jobs"],
             "flat 1k → 200k",
             0.67 <= flat <= 1.5,
-            f"{total:,} / 1,000 jobs: {flat:.2f}×",
+            f"{total:,} / 1,000 jobs: {flat:.2f}x",
         ),
         _line(
             "failboard API, 3 queues",
@@ -245,7 +246,7 @@ def run(quick: bool = False) -> list[Result]:
             measured["failboard API, queue=default"],
             "≤ rq-dashboard",
             vs_peer <= 1.0,
-            f"{vs_peer:.2f}× rq-dashboard's time",
+            f"{vs_peer:.2f}x rq-dashboard's time",
         ),
         _line(
             "rq-dashboard 0.9 JSON, queue=default",
@@ -256,7 +257,7 @@ def run(quick: bool = False) -> list[Result]:
         _line(
             "floor: redis-py pipeline, 3 queues",
             measured["floor, 3 queues"],
-            notes="2 round trips: ZREVRANGEBYSCORE ×3, then HMGET + XREVRANGE ×50; no decoding",
+            notes="2 round trips: ZREVRANGEBYSCORE x3, then HMGET + XREVRANGE x50; no decoding",
         ),
         _line("floor: redis-py pipeline, queue=default", measured["floor, queue=default"]),
     ]

@@ -1,15 +1,24 @@
-"""Target 3: four agent processes draining 2,000 actions of one project, on PostgreSQL and on
+"""Target 3: 20 agent processes draining 10,000 actions of one project, on PostgreSQL and on
 MariaDB, each action a real retry of one real job.
 
 Throughput is measured on the database clock, from the first claim to the last outcome, so
 process start-up is left out. Correctness is proved from two ledgers that the agents cannot
 fake: the project's ``jobs`` table (each job pushed exactly once) and the spool's append-only
 events (each action claimed exactly once, completed exactly once, never reaped).
+
+Where the time goes: each agent runs as ``python -m bench.timed_agent`` — the real CLI with a
+stopwatch on its spool calls (claim, heartbeat, progress, complete, record_agent) and on the
+executor's ``retry`` — so claim latency is the real agents' own, and the sum of each kind of
+call over all agents says which one the drain waits on.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import statistics
+import subprocess
+import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -17,8 +26,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from bench.data import failed_job_rows
-from bench.procs import start, stop, write_config
-from bench.results import Result, log
+from bench.procs import LOG_DIR, stop, write_config
+from bench.results import Result, log, ms, percentile
 from bench.services import DATA_DIR, Kind, drop_database, recreate_database
 from failboard.db import create_engine
 from failboard.drivers.laravel.schema import create_tables, insert_failed_jobs
@@ -27,10 +36,12 @@ from failboard.spool import EventKind, Spool
 
 __all__ = ["run"]
 
-AGENTS = 4
+AGENTS = 20
 PROJECT = "bench"
 DATABASE = "fb_bench_drain"
-DRAIN_TIMEOUT = 300.0
+DRAIN_TIMEOUT = 900.0
+TARGET_RATE = 1_000.0
+OPS = ("claim", "heartbeat", "executor.retry", "progress", "complete", "record_agent")
 
 
 def _seed(url: str, count: int) -> list[str]:
@@ -110,11 +121,58 @@ def _ledger(url: str, spool: Spool, uuids: list[str]) -> dict[str, int | float]:
     }
 
 
-def _drain(kind: Kind, count: int) -> Result:
+def _timed_agent(config: str, out: str, log_name: str) -> subprocess.Popen[bytes]:
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with (LOG_DIR / log_name).open("wb") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bench.timed_agent", out, "agent", "--project", PROJECT,
+             "--config", config],
+            stdout=output, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+
+
+def _timings(files: list[str]) -> dict[str, object]:
+    """Every agent's stopwatch merged: per operation count, total, median, p95 (seconds)."""
+    times: dict[str, list[float]] = {}
+    claimed: list[int] = []
+    cpu = 0.0
+    for name in files:
+        try:
+            with open(name, encoding="utf-8") as f:
+                one = json.load(f)
+        except (OSError, ValueError):
+            continue
+        for op, values in one["times"].items():
+            times.setdefault(op, []).extend(values)
+        claimed += one["claimed"]
+        cpu += one["cpu_s"]
+    ops = {
+        op: {
+            "calls": len(values),
+            "total_s": sum(values),
+            "median_s": statistics.median(values),
+            "p95_s": percentile(values, 0.95),
+        }
+        for op, values in times.items()
+        if values
+    }
+    busy = [n for n in claimed if n]
+    return {
+        "ops": ops,
+        "claims": len(claimed),
+        "empty_claims": len(claimed) - len(busy),
+        "per_claim": statistics.mean(busy) if busy else 0.0,
+        "agents_cpu_s": cpu,
+    }
+
+
+def _drain(kind: Kind, count: int, agents_n: int) -> Result:
     url = recreate_database(kind, DATABASE)
-    log(f"spool: {AGENTS} agents draining {count:,} retry actions on {kind}")
+    log(f"spool: {agents_n} agents draining {count:,} retry actions on {kind}")
     uuids = _seed(url, count)
     spool = Spool(url)
+    outs = [str(DATA_DIR / f"drain-{kind}-{n}.json") for n in range(agents_n)]
     try:
         spool.migrate()
         for uuid in uuids:
@@ -122,9 +180,11 @@ def _drain(kind: Kind, count: int) -> Result:
         config = write_config(
             DATA_DIR / f"drain-{kind}.toml", url, [(PROJECT, url)], agent="interval_seconds = 0.2"
         )
+        for out in outs:
+            if os.path.exists(out):
+                os.unlink(out)
         agents = [
-            start(["agent", "--project", PROJECT, "--config", str(config)], f"drain-{kind}-{n}.log")
-            for n in range(AGENTS)
+            _timed_agent(str(config), outs[n], f"drain-{kind}-{n}.log") for n in range(agents_n)
         ]
         try:
             wall = _wait_drained(spool, count)
@@ -134,6 +194,7 @@ def _drain(kind: Kind, count: int) -> Result:
     finally:
         spool.close()
         drop_database(kind, DATABASE)
+    timing = _timings(outs)
     duplicates = int(ledger["jobs_pushed_twice"]) + int(ledger["claimed_twice"])
     lost = (count - int(ledger["completed"])) + int(ledger["jobs_never_pushed"])
     span = float(ledger["span_s"])
@@ -145,24 +206,43 @@ def _drain(kind: Kind, count: int) -> Result:
         and ledger["completed_events"] == count
         and ledger["reaped_events"] == 0
         and ledger["failed_jobs_left"] == 0
-        and codes == [0] * AGENTS
+        and codes == [0] * agents_n
     )
-    log(f"  {rate:,.0f} actions/s; duplicates {duplicates}, lost {lost}; {ledger}")
+    ops: dict[str, dict[str, float]] = timing["ops"]  # type: ignore[assignment]
+    claim = ops.get("claim", {"median_s": float("nan"), "p95_s": float("nan")})
+    split = "; ".join(
+        f"{op} {ops[op]['calls']:,} calls {ms(ops[op]['median_s'])} (p95 {ms(ops[op]['p95_s'])}, "
+        f"sum {ops[op]['total_s']:.0f} s)"
+        for op in OPS
+        if op in ops
+    )
+    log(f"  {rate:,.0f} actions/s; duplicates {duplicates}, lost {lost}; {ledger}; {split}")
+    target = TARGET_RATE if kind == "postgres" else None
     return Result(
-        f"spool: {AGENTS} agents, {count:,} actions",
+        f"spool: {agents_n} agents, {count:,} actions",
         "PostgreSQL" if kind == "postgres" else "MariaDB",
-        f"{rate:,.0f} actions/s",
-        "0 duplicates, 0 lost",
-        clean,
+        f"{rate:,.0f} actions/s; claim {ms(claim['median_s'])} (p95 {ms(claim['p95_s'])})",
+        "0 dup, 0 lost" + (", ≥ 1,000/s" if target else ""),
+        clean and (target is None or rate >= target),
         f"{duplicates} duplicates, {lost} lost: {ledger['jobs_rows']:,} jobs rows / "
         f"{count:,} uuids, {ledger['claimed_events']:,} claimed + "
         f"{ledger['completed_events']:,} completed events, {ledger['reaped_events']} reaped, "
         f"{ledger['failed_jobs_left']} left; {span:.1f} s first claim → last outcome; "
-        f"{ledger['agents_used']} agents, exit {codes}",
-        {**ledger, "kind": kind, "rate": rate, "wall_s": wall, "exit_codes": codes},
+        f"{ledger['agents_used']} agents, exit {set(codes)}; {timing['claims']:,} claims "
+        f"({timing['empty_claims']:,} empty, {timing['per_claim']:.1f} actions per non-empty), "
+        f"agents' CPU {timing['agents_cpu_s']:.0f} s; per call: {split}",
+        {
+            **ledger,
+            "kind": kind,
+            "rate": rate,
+            "wall_s": wall,
+            "exit_codes": codes,
+            "timing": timing,
+        },
     )
 
 
-def run(quick: bool = False) -> list[Result]:
-    count = 500 if quick else 2_000
-    return [_drain("postgres", count), _drain("mysql", count)]
+def run(quick: bool = False, agents: int | None = None, count: int | None = None) -> list[Result]:
+    agents = agents or (4 if quick else AGENTS)
+    count = count or (500 if quick else 10_000)
+    return [_drain("postgres", count, agents), _drain("mysql", count, agents)]
