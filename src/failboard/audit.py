@@ -272,6 +272,13 @@ class AuditLog:
             raise SpoolError("the audit log's head row is missing: run `failboard migrate`")
         return int(row.last_id), str(row.hash)
 
+    def get(self, entry_id: int) -> Entry | None:
+        """One entry, or None."""
+        log = self.tables.audit
+        with self._errors(), self.engine.connect() as connection:
+            row = connection.execute(sa.select(log).where(log.c.id == entry_id)).mappings().first()
+        return None if row is None else _entry(row)
+
     def entries(
         self,
         *,

@@ -252,3 +252,32 @@ def test_upgrade_from_revision_0001_starts_an_empty_chain(db_url: str) -> None:
         spool.complete(action.id, action.claim_token or "", ActionResult())
         assert _events(spool) == ["action.claimed", "action.completed"]
         assert spool.audit.verify().ok
+
+
+def test_a_rewritten_chain_passes_alone_but_not_against_a_head_kept_elsewhere(
+    db_url: str, tmp_path: Path
+) -> None:
+    config = _config(tmp_path, db_url)
+    with _filled(db_url) as spool:
+        kept = spool.audit.head()  # what monitoring recorded earlier, off the box
+        # A superuser rewrites entry 2 and recomputes every hash after it, and the head.
+        log, head = spool.tables.audit, spool.tables.audit_head
+        with spool.engine.begin() as connection:
+            rows = connection.execute(sa.select(log).order_by(log.c.id)).mappings().all()
+            prev = GENESIS
+            for row in rows:
+                values = {k: row[k] for k in row.keys() if k != "hash"}
+                values["prev_hash"] = prev
+                if row["id"] == 2:
+                    values["actor"] = "nobody"
+                prev = entry_hash(**values)
+                connection.execute(
+                    log.update().where(log.c.id == row["id"]).values(**values, hash=prev)
+                )
+            connection.execute(head.update().values(hash=prev))
+        assert _verify(config)[0] == 0  # the documented limit: a full rewrite verifies
+        result = CliRunner().invoke(
+            cli_app, ["audit", "verify", "--expect", f"{kept[0]}:{kept[1]}", "--config", config]
+        )
+    assert result.exit_code == 1
+    assert f"entry {kept[0]}" in result.output and "rewritten" in result.output

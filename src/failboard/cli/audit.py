@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
+from failboard.audit import GENESIS
 from failboard.cli.common import (
     ConfigOption,
     JsonOption,
@@ -37,12 +39,33 @@ def _spool(config: str | None) -> Spool:
 
 @app.command("verify")
 @handle_errors
-def verify(json_out: JsonOption = False, config: ConfigOption = None) -> None:
+def verify(
+    expect: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ID:HASH",
+            help="Also require entry ID to still have HASH (a head recorded earlier, off-box).",
+        ),
+    ] = None,
+    json_out: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
     """Check the whole chain; exit 1 naming the first bad entry. Prints the head hash: keep it
-    somewhere else (monitoring, a log server) to catch a rewrite of the whole chain."""
+    somewhere else (monitoring, a log server) and pass it back with --expect to catch a rewrite
+    of the whole chain."""
+    anchor = _anchor(expect)
     spool = _spool(config)
     try:
         result = spool.audit.verify()
+        # Entry 0 is the empty log's head: nothing to compare but the genesis hash.
+        if result.ok and anchor is not None and anchor[0] > 0:
+            entry = spool.audit.get(anchor[0])
+            if entry is None or entry.hash != anchor[1]:
+                found = "is gone" if entry is None else f"now has hash {entry.hash}"
+                problem = (
+                    f"expected hash {anchor[1]}, but the entry {found}: the chain was rewritten"
+                )
+                result = replace(result, ok=False, bad_id=anchor[0], problem=problem)
     finally:
         spool.close()
     if json_out:
@@ -54,13 +77,25 @@ def verify(json_out: JsonOption = False, config: ConfigOption = None) -> None:
         )
     else:
         err_console.print(
-            f"TAMPERED: entry {result.bad_id}: {result.problem} "
-            f"({result.checked} entries good before it)",
+            f"TAMPERED: entry {result.bad_id}: {result.problem} ({result.checked} entries checked)",
             markup=False,
             soft_wrap=True,
         )
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _anchor(expect: str | None) -> tuple[int, str] | None:
+    if expect is None:
+        return None
+    entry_id, _, digest = expect.partition(":")
+    if not entry_id.isdigit() or len(digest) != 64:
+        raise typer.BadParameter(
+            "write ID:HASH, e.g. 1234:9c1f…(64 hex digits)", param_hint="--expect"
+        )
+    if int(entry_id) == 0 and digest != GENESIS:
+        raise typer.BadParameter("entry 0 has the all-zero hash", param_hint="--expect")
+    return int(entry_id), digest.lower()
 
 
 @app.command("list")
