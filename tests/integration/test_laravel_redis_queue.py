@@ -219,7 +219,8 @@ def test_retry_queue_and_prune_on_redis_jobs(project: Project) -> None:
         )
     finally:
         executor.close()
-    assert [json.loads(p)["uuid"] for p in project.list("queues:emails")] == old
+    # Newest row first, as queue:retry --queue (failer->all() is ORDER BY id DESC).
+    assert [json.loads(p)["uuid"] for p in project.list("queues:emails")] == old[::-1]
     assert project.failed() == {late} and other not in project.failed()
     assert project.list("queues:reports") == []
 

@@ -156,15 +156,12 @@ class ArtisanExecutor:
             scope = [t.c.failed_at <= store.to_store(failed_before)]
             if queue is not None:
                 scope.append(t.c.queue == queue)
-        walk = sqltable.walk_ids(
-            store.engine, t.table, t.c.id, scope, self.batch_size, errors=store.errors
-        )
-        for ids in walk:
+        for ids in store.newest_first(scope, self.batch_size):
             with store.errors(), store.engine.connect() as connection:
                 uuids = [
                     str(u)
                     for u in connection.execute(
-                        sa.select(t.c.uuid).where(t.c.id.in_(ids)).order_by(t.c.id)
+                        sa.select(t.c.uuid).where(t.c.id.in_(ids)).order_by(t.c.id.desc())
                     ).scalars()
                     if u
                 ]

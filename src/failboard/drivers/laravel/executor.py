@@ -6,8 +6,8 @@
   ``horizon = true`` (see :mod:`.horizon`) — with ``attempts`` reset; then the failed row goes.
 - ``delete``       = ``queue:forget <uuid>``, or ``horizon:forget <uuid>`` with Horizon.
 - ``retry_queue``  = ``queue:retry --queue=Q`` (only Q; every queue when None), limited to jobs that
-  failed at or before the moment the operator asked, walked by id in batches (Laravel loads
-  every id at once: laravel/framework #33874, #49185).
+  failed at or before the moment the operator asked, pushed newest id first as Laravel does,
+  walked in batches (Laravel loads every id at once: laravel/framework #33874, #49185).
 - ``prune``        = ``queue:prune-failed``: delete what failed before a moment, in batches
   of 1000.
 
@@ -104,7 +104,8 @@ class LaravelExecutor:
     ) -> ActionResult:
         """Retry every job of ``queue`` (every queue when None) that failed at or before
         ``failed_before``; later failures — including the retried jobs failing again — are not
-        touched. Walks the table by id, one batch in memory at a time."""
+        touched. Walks the table by descending id (``queue:retry --queue``'s order), one batch in
+        memory at a time."""
         store = self._store
         tally = ResultTally()
         with store.errors():
@@ -115,7 +116,7 @@ class LaravelExecutor:
             total = self._count(t, scope)
         if self._refused(tally, None, count=total):
             return tally.result()
-        for batch in self._walk(t, scope):
+        for batch in store.newest_first(scope, self.batch_size):
             self._retry_batch(tally, [str(i) for i in batch], scope)
             progress(tally.done, total)
         return tally.result()

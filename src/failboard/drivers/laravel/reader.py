@@ -345,4 +345,8 @@ def payload_extra(payload: Any) -> dict[str, Any]:
         for key in ("commandName", "batchId"):
             if key in data:
                 extra[key] = data[key]
+        # The serialized PHP command as plain text (inside the payload JSON its quotes and
+        # backslashes are escaped): shown, never unserialized.
+        if isinstance(data.get("command"), str):
+            extra["command"] = data["command"]
     return extra

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -151,6 +151,26 @@ class FailedJobsStore:
         if value.tzinfo is not None:
             return value.astimezone(UTC)
         return value.replace(tzinfo=self.zone).astimezone(UTC)
+
+    def newest_first(
+        self, scope: Sequence[sa.ColumnElement[bool]], batch_size: int
+    ) -> Iterator[list[int]]:
+        """Batches of the ids in ``scope``, by *descending* id, each read in its own short
+        transaction: the order ``queue:retry --queue=Q`` pushes in (it walks
+        ``DatabaseUuidFailedJobProvider::all()``, ``ORDER BY id DESC``), with one batch in
+        memory instead of the whole table."""
+        t = self.table()
+        last: int | None = None
+        while True:
+            query = sa.select(t.c.id).where(*scope).order_by(t.c.id.desc()).limit(batch_size)
+            if last is not None:
+                query = query.where(t.c.id < last)
+            with self.errors(), self.engine.connect() as connection:
+                ids = [int(i) for i in connection.execute(query).scalars()]
+            if not ids:
+                return
+            last = ids[-1]
+            yield ids
 
     def close(self) -> None:
         self.engine.dispose()
