@@ -46,13 +46,20 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
 
 _NORMALISE = re.compile(r"[_\-.\s]")
 
-# "key": "value", 'key': 'value', key=value, key: value — the key may be quoted, the value is a
-# quoted string, an auth scheme and its credentials ("Bearer abc"), or a bare word.
-_PAIR = re.compile(
-    r"""(?P<q>["']?)(?P<key>[A-Za-z_][\w.\-]{0,63})(?P=q)(?P<sep>\s*[=:]\s*)"""
-    r"""(?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'"""
-    r"""|(?:Bearer|Basic|Token|Digest)\s+[^\s,;&)}\]"']+|[^\s,;&)}\]"']+)""",
+# A key and its separator: "key": , 'key': , key= , key: . The lookbehind makes a start inside a
+# word fail at once, so a search costs O(length) even over a 5 MB run of letters; the value is
+# matched only after a sensitive key (bounded, so an unclosed quote cannot make it quadratic).
+_KEY = re.compile(
+    r"""(?<![\w.\-])(?P<q>["']?)(?P<key>[A-Za-z_][\w.\-]{0,63})(?P=q)(?P<sep>[ \t]*[=:][ \t]*)"""
 )
+_VALUE = re.compile(
+    r""""(?:[^"\\\n]|\\.){0,4096}"|'(?:[^'\\\n]|\\.){0,4096}'"""
+    r"""|(?:Bearer|Basic|Token|Digest)[ \t]+[^\s,;&)}\]"']{1,4096}|[^\s,;&)}\]"']{1,4096}"""
+    # A quote never closed (a cut message): mask to the end of the line rather than show it.
+    r"""|["'][^\n]{0,4096}"""
+)
+# Dropped before the quick "could any pattern be in here?" test, as in key normalisation.
+_DROP = str.maketrans("", "", "_-. \t\r\n")
 
 # A PHP-serialized string key followed by its value: s:8:"password";s:6:"hunter";  Private and
 # protected properties carry NUL-wrapped prefixes ("\0*\0password").
@@ -118,26 +125,35 @@ class Redactor:
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def _may_hold_secrets(self, text: str) -> bool:
+        # Most texts name no sensitive key at all: one C-speed pass settles them.
+        if self._globs:
+            return True
+        flat = text.lower().translate(_DROP)
+        return any(pattern in flat for pattern in self._substrings)
+
     def _pairs(self, text: str) -> str:
         # Not re.sub: after a pair whose key is not sensitive, the search resumes right after
         # its separator, since the "value" may itself hold a pair ("failed: password=x").
         out: list[str] = []
-        position = 0
-        while (match := _PAIR.search(text, position)) is not None:
+        position = start = 0
+        while (match := _KEY.search(text, position)) is not None:
+            position = match.end()
             if not self.sensitive(match["key"]):
-                out.append(text[position : match.end("sep")])
-                position = match.end("sep")
                 continue
-            value = match["value"]
-            if value[:1] in "\"'":
-                masked = f"{value[0]}{MASK}{value[0]}"
-            elif " " in value:  # "Bearer abc": keep the scheme, it tells what kind of secret
-                masked = f"{value.split(None, 1)[0]} {MASK}"
+            value = _VALUE.match(text, position)
+            if value is None:
+                continue
+            found = value[0]
+            if found[:1] in "\"'":
+                masked = f"{found[0]}{MASK}{found[0]}"
+            elif " " in found or "\t" in found:  # "Bearer abc": the scheme says what it was
+                masked = f"{found.split(None, 1)[0]} {MASK}"
             else:
                 masked = MASK
-            out.append(text[position : match.start("value")] + masked)
-            position = match.end()
-        out.append(text[position:])
+            out.append(text[start : value.start()] + masked)
+            position = start = value.end()
+        out.append(text[start:])
         return "".join(out)
 
     def _php(self, text: str) -> str:
