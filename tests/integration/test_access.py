@@ -566,3 +566,23 @@ def test_without_any_auth_configured_everything_is_the_local_admin(tmp_path: Pat
             headers={"X-Failboard-User": "me"},
         )
         assert made.status_code == 202 and made.json()["requested_by"] == "api:me"
+
+
+def test_sign_ins_and_sign_outs_are_in_the_audit_chain(world: World) -> None:
+    audit = world.app.state.board.spool.audit
+    client = world.client("192.0.2.90")
+    csrf = _csrf(client.get("/login").text)
+    client.post("/login", data={"name": "ops", "password": "wrong", "csrf_token": csrf})
+    signed, token = _signed_in(world, "ops", "192.0.2.91")
+    signed.post("/logout", data={"csrf_token": token})
+    mine = [
+        (entry.event, entry.actor, entry.detail.get("address"))
+        for entry in reversed(audit.entries(limit=200))
+        if entry.detail.get("address") in ("192.0.2.90", "192.0.2.91")
+    ]
+    assert mine == [
+        ("auth.signin_failed", "ops", "192.0.2.90"),
+        ("auth.signin", "ops", "192.0.2.91"),
+        ("auth.signout", "ops", "192.0.2.91"),
+    ]
+    assert audit.verify().ok

@@ -96,9 +96,10 @@ class Gate:
         self.projects = tuple(project.key for project in settings.projects)
         self._hashes = {user.name: user.password_hash for user in settings.users}
         self.throttle = LoginThrottle()
-        # Called with (user name, client address, succeeded) after each sign-in attempt: the
-        # audit log's hook.
-        self.on_sign_in: list[Callable[[str, str, bool], None]] = []
+        # Called, in a worker thread, with (event, user name, client address) after each
+        # sign-in attempt and sign-out (events: failboard.audit.AuditEvent.AUTH_*): the audit
+        # log's hook.
+        self.on_auth: list[Callable[[str, str, str], None]] = []
 
     def password_hash(self, user: str) -> str | None:
         return self._hashes.get(user)

@@ -78,6 +78,16 @@ def create_app(settings: Settings, *, board: Board | None = None, inline: bool =
     app.state.selections = Selections()
     app.state.secret = session_secret(settings)  # ConfigError when sign-in needs a real key
     app.state.gate = Gate(settings, app.state.secret)
+
+    def audit_auth(event: str, user: str, address: str) -> None:
+        # A spool outage must not lock operators out during an incident: the sign-in goes on
+        # and the miss is logged loudly (docs/audit.md).
+        try:
+            the_board.spool.audit.append(event, actor=user or "-", detail={"address": address})
+        except FailboardError as exc:
+            log.error("audit: could not record %s of %r from %s: %s", event, user, address, exc)
+
+    app.state.gate.on_auth.append(audit_auth)
     app.add_middleware(SecurityMiddleware, secret=app.state.secret, gate=app.state.gate)
 
     @app.exception_handler(FailboardError)

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
+from failboard.audit import AuditEvent
 from failboard.web.access import Gate, principal
 from failboard.web.security import FIELD, csrf_ok, secure_request, session
 from failboard.web.sessions import Session, cookie_header
@@ -39,6 +40,11 @@ def safe_next(value: str | None) -> str:
     if parts.scheme or parts.netloc or parts.path in ("/login", "/logout"):
         return "/"
     return value
+
+
+async def _announce(gate: Gate, event: str, user: str, address: str) -> None:
+    for hook in gate.on_auth:
+        await run_in_threadpool(hook, event, user, address)
 
 
 def _gate(request: Request) -> Gate:
@@ -97,8 +103,8 @@ async def login(request: Request) -> Response:
         return response
     password = form.get("password", "")[:1024]
     who = await run_in_threadpool(gate.directory.authenticate, name, password) if name else None
-    for hook in gate.on_sign_in:
-        hook(name, address, who is not None)
+    event = AuditEvent.AUTH_SIGNIN if who is not None else AuditEvent.AUTH_SIGNIN_FAILED
+    await _announce(gate, event, name, address)
     if who is None:
         gate.throttle.failed(address, name)
         log.warning("sign-in failed: user=%r address=%s", name, address)
@@ -115,6 +121,10 @@ async def logout(request: Request) -> Response:
     if not csrf_ok(request, form.get(FIELD, "")):
         message = "The form had expired: reload the page and sign out again."
         return render(request, "error.html", {"message": message}, status_code=403)
-    _gate(request).codec.end(session(request))
+    gate = _gate(request)
+    ended = session(request)
+    gate.codec.end(ended)
+    if ended.user:
+        await _announce(gate, AuditEvent.AUTH_SIGNOUT, ended.user, gate.client_ip(request))
     # A new anonymous session, so the signed-out page's CSRF token is not the old one either.
     return _with_session(request, RedirectResponse("/login", status_code=303), Session.anonymous())
