@@ -78,7 +78,7 @@ class Budget:
     cold_groups: int  # /groups scans with an expired cache (each waits out the cache first)
 
 
-FULL = Budget(warmup=3, min_samples=10, max_samples=60, seconds=6.0, cold_groups=3)
+FULL = Budget(warmup=3, min_samples=10, max_samples=60, seconds=6.0, cold_groups=2)
 QUICK = Budget(warmup=1, min_samples=3, max_samples=10, seconds=1.5, cold_groups=1)
 
 
