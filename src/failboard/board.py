@@ -61,6 +61,9 @@ class Board:
             key: Redactor((*DEFAULT_PATTERNS, *project.redact))
             for key, project in self.projects.items()
         }
+        self._group_redactor = Redactor(
+            (*DEFAULT_PATTERNS, *(p for project in self.projects.values() for p in project.redact))
+        )
         self._submitted: list[Callable[[Action], None]] = []
         self._group_cache = GroupCache()
         # Per-project store errors seen since start, for /metrics.
@@ -273,6 +276,9 @@ class Board:
         )
         if fresh:
             self._noted(scan.errors)
+            # A group spans projects: its sample is masked with every project's patterns.
+            for group in scan.groups:
+                group.sample_message = self._group_redactor.text(group.sample_message)
         return scan
 
     # -- actions -----------------------------------------------------------------------------

@@ -138,8 +138,9 @@ class GroupCache:
     One scan runs at a time per key: concurrent requests for the same groups wait for it rather
     than scanning the stores once each (50 operators opening /groups at once cost one scan)."""
 
-    def __init__(self, ttl: float = GROUP_CACHE_SECONDS) -> None:
+    def __init__(self, ttl: float = GROUP_CACHE_SECONDS, limit: int = GROUP_SCAN_LIMIT) -> None:
         self.ttl = ttl
+        self.limit = limit  # failures read per project at most
         self._scans: dict[tuple[tuple[str, ...], int | None], GroupScan] = {}
         self._locks: dict[tuple[tuple[str, ...], int | None], threading.Lock] = {}
         self._guard = threading.Lock()
@@ -156,7 +157,7 @@ class GroupCache:
             cached = self._scans.get(key)
             if cached is not None and time.monotonic() - cached.at < self.ttl:
                 return cached, False
-            scan = scan_groups(aggregator, keys, since)
+            scan = scan_groups(aggregator, keys, since, limit=self.limit)
             with self._guard:
                 self._scans[key] = scan
                 if len(self._scans) > _CACHE_SIZE:

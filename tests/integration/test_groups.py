@@ -84,3 +84,28 @@ def test_groups_from_the_newest_rows_are_labelled(db_url: str, tmp_path: Path) -
         assert not any(g.to_json()["count_exact"] for g in scan.groups)
     finally:
         board.close()
+
+
+def test_the_groups_page_says_when_counts_are_a_sample(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from failboard.web import create_app
+
+    url = f"sqlite:///{tmp_path}/shop.db"
+    _fill(url, 400)
+    text = (
+        f'[spool]\nurl = "sqlite:///{tmp_path}/spool.db"\n'
+        f'[[projects]]\nkey = "shop"\ndriver = "laravel"\nurl = "{url}"\n'
+    )
+    app = create_app(parse_settings(text, source=tmp_path / "failboard.toml"), inline=False)
+    board: Board = app.state.board
+    board.spool.migrate()
+    with TestClient(app) as client:
+        whole = client.get("/groups")
+        assert whole.status_code == 200 and "data-sample" not in whole.text
+        board._group_cache.clear()
+        board._group_cache.limit = 100
+        sampled = client.get("/groups")
+        assert "Counts come from the newest 100 failures of shop" in sampled.text
+        api = client.get("/api/v1/groups").json()
+        assert api and not any(group["count_exact"] for group in api)

@@ -100,6 +100,8 @@ def test_api_list_and_detail_mask_secrets(setup: tuple[TestClient, str, Path]) -
 def test_pages_and_raw_views_mask_secrets(setup: tuple[TestClient, str, Path]) -> None:
     client, job_uuid, _ = setup
     _assert_clean(client.get("/").text)
+    _assert_clean(client.get("/groups").text)
+    _assert_clean(client.get("/api/v1/groups").text)
     _assert_clean(client.get(f"/jobs/shop/{job_uuid}").text)
     for part in ("payload", "exception"):
         raw = client.get(f"/raw/shop/{job_uuid}", params={"part": part})

@@ -36,8 +36,20 @@ def groups(request: Request) -> Response:
     error = ""
     rows: list[Any] = []
     errors: list[Any] = []
+    sample = ""
     try:
-        rows, errors = board.groups(keys, since)
+        scan = board.group_scan(keys, since)
+        rows, errors = scan.groups, scan.errors
+        partial = [key for key, whole in scan.complete.items() if not whole]
+        if partial:
+            # Say plainly when counts are a sample: an operator sizing an incident must not
+            # read "5,000" as "all of them".
+            read = max(scan.scanned.get(key, 0) for key in partial)
+            names = ", ".join(sorted(partial))
+            sample = (
+                f"Counts come from the newest {read:,} failures of {names}; "
+                "older failures of those projects are not counted."
+            )
     except (InvalidRequest, NotFound) as exc:
         error = exc.message
     now_hour = int(time.time() // 3600)
@@ -53,6 +65,7 @@ def groups(request: Request) -> Response:
         "groups": rows,
         "errors": errors,
         "error": error,
+        "sample": sample,
         "sparks": sparks,
         "filters": filters,
         "ranges": list(RANGES),
