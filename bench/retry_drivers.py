@@ -154,7 +154,8 @@ def _rq_failboard(url: str, rows: int) -> list[Result]:
             "~10 ms",
             worst <= 0.015,
             f"slowest of {probe.samples:,} PINGs sent every 2 ms during the agent's run "
-            "(Lua batches of 500 jobs)",
+            "(Lua batches of 500 jobs); a client-side probe: on a loaded box it also counts the "
+            "probe thread waiting for a core",
             data,
         ),
     ]

@@ -233,7 +233,7 @@ def run(quick: bool = False) -> list[Result]:
             "failboard reader, 3 queues, 1,000 jobs",
             measured["reader, 3 queues, 1,000 jobs"],
             "flat 1k → 200k",
-            0.67 <= flat <= 1.5,
+            flat <= 1.5,  # "flat": 200k no slower than 1k (faster is noise, not a miss)
             f"{total:,} / 1,000 jobs: {flat:.2f}x",
         ),
         _line(
