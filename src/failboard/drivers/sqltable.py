@@ -25,6 +25,7 @@ __all__ = [
     "ATTEMPTS",
     "capped_count",
     "chunks",
+    "contains",
     "histogram",
     "keyset_order",
     "seek_condition",
@@ -72,6 +73,25 @@ def seek_condition(
         raise InvalidRequest("cursor: not a cursor this server gave out") from None
     beyond = key < value if newest else key > value
     return sa.or_(past, sa.and_(at == stored, beyond))
+
+
+def contains(column: sa.ColumnElement[Any], text: str, dialect: str) -> sa.ColumnElement[bool]:
+    """Case-insensitive ``text`` anywhere in ``column``, ``%`` and ``_`` taken literally.
+
+    On PostgreSQL ``strpos(lower(column), lower(text)) > 0`` rather than ``ILIKE '%text%'``: the
+    planner guesses a handful of matches for an ILIKE pattern and so scans and sorts the whole
+    table, while it gives a function comparison a default third and walks the ``failed_at``
+    index newest first, stopping at the page's last match (3.6 s -> 17 ms on a 100,000-row
+    table, docs/benchmarks.md). ``lower`` is what PostgreSQL's ILIKE does with UTF-8 text too,
+    so the rows that match are the same; strpos has no wildcards, so nothing needs escaping.
+    Elsewhere ``lower(column) LIKE lower(:pattern)`` with the wildcards escaped.
+    """
+    if dialect == "postgresql":
+        found: sa.ColumnElement[bool] = (
+            sa.func.strpos(sa.func.lower(column), sa.func.lower(sa.literal(text, sa.Text))) > 0
+        )
+        return found
+    return column.icontains(text, autoescape=True)
 
 
 def capped_count(

@@ -187,19 +187,20 @@ class FailuresReader:
             conditions.append(sa.false())  # recorder engines have no queue connections
         if query.name:
             conditions.append(c.name == query.name)
+        dialect = store.engine.dialect.name
         if query.exception:
             text = query.exception
             conditions.append(
                 sa.or_(
-                    c.exception_class.icontains(text, autoescape=True),
-                    c.exception_message.icontains(text, autoescape=True),
+                    sqltable.contains(c.exception_class, text, dialect),
+                    sqltable.contains(c.exception_message, text, dialect),
                 )
             )
         if query.q:
             conditions.append(
                 sa.or_(
                     *(
-                        column.icontains(query.q, autoescape=True)
+                        sqltable.contains(column, query.q, dialect)
                         for column in (
                             c.job_id,
                             c.name,

@@ -238,12 +238,13 @@ class LaravelReader:
             conditions.append(c.queue == query.queue)
         if query.connection is not None:
             conditions.append(c.connection == query.connection)
+        dialect = store.engine.dialect.name
         if query.name:
-            conditions.append(_name_condition(c.payload, query.name))
+            conditions.append(_name_condition(c.payload, query.name, dialect))
         if query.exception:
-            conditions.append(c.exception.icontains(query.exception, autoescape=True))
+            conditions.append(sqltable.contains(c.exception, query.exception, dialect))
         if query.q:
-            conditions.append(_search_condition(t, query.q))
+            conditions.append(_search_condition(t, query.q, dialect))
         if query.failed_after is not None:
             conditions.append(c.failed_at >= store.to_store(query.failed_after))
         if query.failed_before is not None:
@@ -306,11 +307,9 @@ def _order(t: FailedTable, order: str) -> tuple[sa.ColumnElement[Any], ...]:
     return sqltable.keyset_order(t.c.failed_at, t.c.id, order)
 
 
-def _like_escape(text: str) -> str:
-    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
-
-
-def _name_condition(payload: sa.ColumnElement[str], name: str) -> sa.ColumnElement[bool]:
+def _name_condition(
+    payload: sa.ColumnElement[str], name: str, dialect: str
+) -> sa.ColumnElement[bool]:
     """``"displayName":"<name>"`` in the payload text, written the way PHP's json_encode writes
     it (``\\\\`` for a backslash, ``\\/`` for a slash), with or without a space after the colon,
     and with non-ASCII characters raw (Laravel's push) or ``\\u``-escaped (older Laravel, and
@@ -318,20 +317,18 @@ def _name_condition(payload: sa.ColumnElement[str], name: str) -> sa.ColumnEleme
     """
     values = {json_string(name), json_string(name, unescaped_unicode=False)}
     needles = {f'"displayName":{sep}{value}' for value in values for sep in ("", " ")}
-    return sa.or_(
-        *(payload.ilike(f"%{_like_escape(needle)}%", escape="/") for needle in sorted(needles))
-    )
+    return sa.or_(*(sqltable.contains(payload, needle, dialect) for needle in sorted(needles)))
 
 
-def _search_condition(t: FailedTable, q: str) -> sa.ColumnElement[bool]:
+def _search_condition(t: FailedTable, q: str, dialect: str) -> sa.ColumnElement[bool]:
     """Case-insensitive ``q`` in the payload, the exception or the queue name. The payload is
     JSON, so ``q`` is also looked for as JSON writes it (``App\\\\Jobs`` for ``App\\Jobs``)."""
     c = t.c
     in_payload = {q, json_string(q)[1:-1], json_string(q, unescaped_unicode=False)[1:-1]}
     return sa.or_(
-        *(c.payload.icontains(value, autoescape=True) for value in sorted(in_payload)),
-        c.exception.icontains(q, autoescape=True),
-        c.queue.icontains(q, autoescape=True),
+        *(sqltable.contains(c.payload, value, dialect) for value in sorted(in_payload)),
+        sqltable.contains(c.exception, q, dialect),
+        sqltable.contains(c.queue, q, dialect),
     )
 
 
