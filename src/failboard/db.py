@@ -48,8 +48,12 @@ def create_engine(
     statement_timeout: float | None = None,
     pool_size: int = 5,
     what: str = "database",
+    pre_ping: bool = True,
 ) -> Engine:
-    """An engine for ``url`` with UTC sessions and the given timeouts (seconds)."""
+    """An engine for ``url`` with UTC sessions and the given timeouts (seconds).
+
+    ``pre_ping`` tests each pooled connection before use (a round trip per checkout); a caller
+    that handles a dead connection itself (the recorder) turns it off."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -59,7 +63,7 @@ def create_engine(
         ) from exc
     backend = parsed.get_backend_name()
     connect_args: dict[str, Any] = {}
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    kwargs: dict[str, Any] = {"pool_pre_ping": pre_ping}
     if backend == "postgresql":
         options = "-c timezone=UTC"
         if statement_timeout:

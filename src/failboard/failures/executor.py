@@ -7,6 +7,10 @@ re-sent faithfully (redacted or lossy arguments, another engine's row) is answer
 and left in place. When the broker is unreachable the batch stops, the rows already sent are
 deleted, and the action fails with that error; run again, those count as missing.
 
+A re-sender may buffer its sends and deliver them together (Celery on Redis: one pipeline per
+batch instead of a round trip per task): a job counts as sent, and its rows are deleted, only
+once the re-sender's ``flush`` returned; a flush that fails keeps every row of its batch.
+
 Lineage: each re-sent job's new id is recorded in the action result's ``details["lineage"]``
 (original id → new id, the first :data:`MAX_LINEAGE` of them).
 """
@@ -32,7 +36,13 @@ from failboard.failures.schema import DEFAULT_TABLE
 from failboard.failures.store import FailuresStore, to_store
 from failboard.models import ActionResult
 
-__all__ = ["BrokerUnreachable", "FailuresExecutor", "Resender", "StoredFailure"]
+__all__ = [
+    "BrokerUnreachable",
+    "BufferingResender",
+    "FailuresExecutor",
+    "Resender",
+    "StoredFailure",
+]
 
 MAX_LINEAGE = 1_000
 """Original → new id pairs kept in one action's result (the re-sent messages carry the rest)."""
@@ -68,6 +78,16 @@ class Resender(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class BufferingResender(Resender, Protocol):
+    """A :class:`Resender` whose ``send`` may only buffer the job (its new id is known at once)."""
+
+    def flush(self) -> None:
+        """Deliver every job buffered since the last flush. Raise :class:`BrokerUnreachable`
+        when they may not all have been delivered, or when buffered jobs were dropped since
+        (a ``send`` that raised it): none of them count as sent then."""
+        ...
 
 
 class FailuresExecutor:
@@ -233,6 +253,7 @@ class FailuresExecutor:
             by_job.setdefault(str(row.job_id), []).append(row)
         outcome = _Outcome()
         wanted = keys if keys is not None else list(by_job)
+        resender = self._resender_now()
         for index, key in enumerate(wanted):
             found = by_job.get(key)
             if not found:
@@ -244,17 +265,17 @@ class FailuresExecutor:
                 outcome.failures.append((key, reason))
                 continue
             try:
-                new_id = self._resender_now().send(_stored(row))
+                new_id = resender.send(_stored(row))
             except BrokerUnreachable as exc:
                 outcome.failures.extend((k, exc.message) for k in wanted[index:] if k in by_job)
                 outcome.missing += sum(1 for k in wanted[index:] if k not in by_job)
-                return outcome, exc
+                # What went out before the broker failed is settled by the flush as usual.
+                return outcome, _flushed(resender, outcome) or exc
             except Exception as exc:
                 outcome.failures.append((key, f"{type(exc).__name__}: {exc}"))
                 continue
-            outcome.lineage.append((key, new_id))
-            outcome.deleted.extend(r.id for r in found)
-        return outcome, None
+            outcome.pending.append((key, new_id, [r.id for r in found]))
+        return outcome, _flushed(resender, outcome)
 
     def _refusal(self, row: Any) -> str | None:
         resender = self._resender_now()
@@ -286,6 +307,24 @@ class FailuresExecutor:
         return int(value or 0)
 
 
+def _flushed(resender: Resender, outcome: _Outcome) -> BrokerUnreachable | None:
+    """Flush a buffering re-sender, then count the batch's sends as sent (their rows to be
+    deleted) or, when the flush failed, as failed (their rows kept); the flush's error."""
+    flush = getattr(resender, "flush", None)
+    try:
+        if flush is not None:
+            flush()
+    except BrokerUnreachable as exc:
+        outcome.failures.extend((key, exc.message) for key, _, _ in outcome.pending)
+        outcome.pending.clear()
+        return exc
+    for key, new_id, row_ids in outcome.pending:
+        outcome.lineage.append((key, new_id))
+        outcome.deleted.extend(row_ids)
+    outcome.pending.clear()
+    return None
+
+
 def _stored(row: Any) -> StoredFailure:
     options = decode_json(row.options)
     return StoredFailure(
@@ -305,6 +344,7 @@ class _Outcome:
     """What one batch did; applied only once its transaction committed."""
 
     def __init__(self) -> None:
+        self.pending: list[tuple[str, str, list[int]]] = []  # sent, not flushed: id, new, rows
         self.deleted: list[int] = []  # row ids sent and deleted
         self.lineage: list[tuple[str, str]] = []  # (original id, new id) per job sent
         self.missing = 0

@@ -4,6 +4,15 @@
 by name, so the agent needs the app's broker settings and nothing of the task's code. Arguments
 are decoded with kombu's JSON, which the recorder encoded them with, so datetimes, UUIDs and
 Decimals come back as the same types.
+
+One producer serves the whole action, and where the transport can defer publishing (kombu 5.7's
+``Producer.batch()``: the Redis transport, unless the app retries Redis commands on timeout) the
+messages of one executor batch are buffered and go out in one pipeline at :meth:`flush`, instead
+of one round trip each. The executor deletes a batch's rows only after that flush returned, so a
+row goes only once the broker took its message; a flush that fails leaves every row of the batch
+in place (its messages may or may not have arrived: such a task may run twice, never zero times).
+Other transports (RabbitMQ's pyamqp, which does not wait for the broker per message anyway)
+publish each message at once, as before.
 """
 
 from __future__ import annotations
@@ -18,6 +27,11 @@ __all__ = ["RETRY_OF_HEADER", "CeleryResender", "import_app"]
 
 RETRY_OF_HEADER = "failboard_retry_of"
 """The message header naming the task id a re-sent task is a retry of."""
+
+BATCH_COMMANDS = 1_000_000
+"""kombu flushes a batch by itself past this many buffered broker commands; set far above what
+one executor batch makes (a message is 1-5 commands), so that only :meth:`flush` delivers and
+the executor always knows which messages went out."""
 
 
 class CeleryResender:
@@ -34,8 +48,12 @@ class CeleryResender:
         self._loads: Callable[[str], Any] = loads
         self._unreachable: tuple[type[BaseException], ...] = (OperationalError, OSError)
         self._producer: Any = None  # one producer for the whole action: half the cost per send
+        self._batch: Any = None  # kombu's publish batch on it, open between two flushes
+        self._buffered = 0  # messages in the open batch, not delivered yet
+        self._lost: str | None = None  # why buffered messages were dropped since the last flush
 
     def send(self, failure: StoredFailure) -> str:
+        """Publish (or buffer, until :meth:`flush`) the task again; its new task id."""
         args, kwargs = decode_call(failure, self._loads)
         options: dict[str, Any] = {"headers": {RETRY_OF_HEADER: failure.job_id}}
         if failure.queue:
@@ -46,23 +64,74 @@ class CeleryResender:
         if self.keep_task_id:
             options["task_id"] = failure.job_id
         try:
-            if self._producer is None:
-                self._producer = self.app.producer_pool.acquire(block=True)
-            result = self.app.send_task(
-                failure.name, args, kwargs, producer=self._producer, **options
-            )
+            producer = self._producer_now()
+            result = self.app.send_task(failure.name, args, kwargs, producer=producer, **options)
         except self._unreachable as exc:
-            self._release()
-            raise BrokerUnreachable(
-                f"the broker of the Celery app cannot be reached: {type(exc).__name__}: {exc}"
-            ) from exc
+            reason = f"the broker of the Celery app cannot be reached: {type(exc).__name__}: {exc}"
+            self._discard(reason)
+            raise BrokerUnreachable(reason) from exc
         except Exception:
-            self._release()  # a producer in an unknown state is not reused
+            # This job fails alone: deliver what the others buffered, and do not reuse a
+            # producer left in an unknown state.
+            self._close_batch()
+            self._release()
             raise
+        if self._batch is not None:
+            self._buffered += 1
         return str(result.id)
 
+    def flush(self) -> None:
+        """Deliver what :meth:`send` buffered since the last flush. Raises
+        :class:`BrokerUnreachable` when it could not, or when buffered messages were dropped
+        since (the broker failed mid-batch): none of them count as sent then."""
+        self._close_batch()
+        lost, self._lost = self._lost, None
+        if lost is not None:
+            raise BrokerUnreachable(lost)
+
     def close(self) -> None:
-        """Give the producer back to the app's pool; the app's connections are its own."""
+        """Drop what was never flushed, and give the producer back to the app's pool; the
+        app's connections are its own."""
+        self._discard(None)
+        self._lost = None
+
+    # -- the producer and its batch ---------------------------------------------------------
+
+    def _producer_now(self) -> Any:
+        if self._producer is None:
+            self._producer = self.app.producer_pool.acquire(block=True)
+        if self._batch is None and _can_batch(self._producer):
+            batch = self._producer.batch(max_size=BATCH_COMMANDS)
+            batch.__enter__()
+            self._batch = batch
+        return self._producer
+
+    def _close_batch(self) -> None:
+        """Flush and close the open batch; a failure marks its messages lost."""
+        batch, self._batch = self._batch, None
+        buffered, self._buffered = self._buffered, 0
+        if batch is None:
+            return
+        try:
+            batch.__exit__(None, None, None)  # flushes, then releases its pipeline
+        except Exception as exc:
+            self._lost = self._lost or (
+                f"the broker of the Celery app did not take a batch of {buffered} message(s) "
+                f"(they may or may not have arrived): {type(exc).__name__}: {exc}"
+            )
+            self._release()
+
+    def _discard(self, reason: str | None) -> None:
+        """Drop the open batch unsent (the broker failed), and the producer with it."""
+        batch, self._batch = self._batch, None
+        buffered, self._buffered = self._buffered, 0
+        if batch is not None:
+            try:
+                batch.__exit__(BrokerUnreachable, None, None)  # an error exit: discards
+            except Exception:
+                pass
+            if buffered and reason is not None:
+                self._lost = self._lost or reason
         self._release()
 
     def _release(self) -> None:
@@ -72,3 +141,11 @@ class CeleryResender:
                 producer.release()
             except Exception:  # a broken connection: the pool makes a new one
                 pass
+
+
+def _can_batch(producer: Any) -> bool:
+    # kombu < 5.7 has no Producer.batch(); its absence or an unsupported transport means each
+    # message is published at once, which flush() then has nothing left to do for.
+    return callable(getattr(producer, "batch", None)) and bool(
+        getattr(producer, "supports_batch_publish", False)
+    )
