@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import builtins
 import heapq
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import TypeVar
 
-from failboard.drivers.base import Count, Reader
-from failboard.exceptions import FailboardError, InvalidRequest, NotFound
+from failboard.drivers.base import Count, JobKey, KeyedReader, Reader
+from failboard.exceptions import FailboardError, InvalidRequest, NotFound, Unsupported
 from failboard.models import Cursor, FailedJob, JobQuery, Page, ProjectError, Seek, to_utc
 
 __all__ = ["Aggregator"]
@@ -75,7 +76,10 @@ class Aggregator:
         return results, errors
 
     def list(self, query: JobQuery, cursor: str | None = None) -> Page:
-        """One merged page across the query's projects, newest (or oldest) first."""
+        """One merged page across the query's projects, newest (or oldest) first.
+
+        Two steps where readers allow it (:class:`KeyedReader`): every project's top positions
+        are merged, then only the page's rows are fetched, from the projects that have any."""
         projects = self.select(query.projects)
         position = Cursor.decode(cursor) if cursor else None
         if position is not None and position.order != query.order:
@@ -83,33 +87,64 @@ class Aggregator:
         # One row more than the page tells whether there is a next page.
         per_reader = query.model_copy(update={"limit": query.limit + 1, "seek": None})
 
-        def read(reader: Reader) -> list[FailedJob]:
+        def read(reader: Reader) -> builtins.list[JobKey | FailedJob]:
             seek = _seek_for(reader.project, position, query.order)
-            return reader.list(per_reader.model_copy(update={"seek": seek}))
+            sub = per_reader.model_copy(update={"seek": seek})
+            if isinstance(reader, KeyedReader):
+                try:
+                    return reader.keys(sub)
+                except Unsupported:
+                    pass
+            return builtins.list(reader.list(sub))
 
         results, errors = self.fan_out(projects, read)
         newest = query.order == "newest"
         merged = heapq.merge(
-            *(results[key] for key in projects if key in results),
-            key=lambda job: _merge_key(job, newest),
+            *(
+                [(_merge_key(row.failed_at, key, newest), key, row) for row in results[key]]
+                for key in projects
+                if key in results
+            ),
+            key=lambda entry: entry[0],
         )
-        items: list[FailedJob] = []
-        for job in merged:
-            items.append(job)
-            if len(items) > query.limit:
-                break
+        winners = builtins.list(itertools.islice(merged, query.limit + 1))
+        more = len(winners) > query.limit
+        winners = winners[: query.limit]
+        fetched, fetch_errors = self._fetch(winners)
+        items: builtins.list[FailedJob] = []
+        for _, key, row in winners:
+            job = row if isinstance(row, FailedJob) else fetched.get((key, row.sort_key))
+            if job is not None:  # None: gone since its position was read, or its store failed
+                items.append(job)
         next_cursor = None
-        if len(items) > query.limit:
-            items = items[: query.limit]
-            last = items[-1]
+        if more and winners:
+            # From the last position, not the last row: a row deleted in between must not move
+            # the next page back over rows this one already covered.
+            _, key, last = winners[-1]
             if last.failed_at is not None:
                 next_cursor = Cursor(
-                    failed_at=last.failed_at,
-                    project=last.project,
-                    sort_key=last.sort_key,
-                    order=query.order,
+                    failed_at=last.failed_at, project=key, sort_key=last.sort_key, order=query.order
                 ).encode()
-        return Page(items=tuple(items), next_cursor=next_cursor, errors=tuple(errors))
+        return Page(items=tuple(items), next_cursor=next_cursor, errors=(*errors, *fetch_errors))
+
+    def _fetch(
+        self, winners: Sequence[tuple[object, str, JobKey | FailedJob]]
+    ) -> tuple[dict[tuple[str, str], FailedJob], builtins.list[ProjectError]]:
+        """The rows of the winners that are positions only, one call per project that has any."""
+        wanted: dict[str, builtins.list[str]] = {}
+        for _, key, row in winners:
+            if not isinstance(row, FailedJob):
+                wanted.setdefault(key, []).append(row.sort_key)
+        if not wanted:
+            return {}, []
+
+        def fetch(reader: Reader) -> builtins.list[FailedJob]:
+            assert isinstance(reader, KeyedReader)
+            return reader.fetch(wanted[reader.project])
+
+        results, errors = self.fan_out(builtins.list(wanted), fetch)
+        rows = {(key, job.sort_key): job for key, jobs in results.items() for job in jobs}
+        return rows, errors
 
     def count(
         self, query: JobQuery, cap: int = 10_000
@@ -118,12 +153,12 @@ class Aggregator:
         return self.fan_out(projects, lambda reader: reader.count(query, cap))
 
 
-def _merge_key(job: FailedJob, newest: bool) -> tuple[float, str]:
+def _merge_key(failed_at: datetime | None, project: str, newest: bool) -> tuple[float, str]:
     # heapq.merge keeps each reader's own order within a project, so the key only has to order
     # rows of different projects: by time (negated for newest first), then by project key,
     # ascending in both orders, as _seek_for expects.
-    when = to_utc(job.failed_at).timestamp() if job.failed_at else 0.0
-    return (-when if newest else when, job.project)
+    when = to_utc(failed_at).timestamp() if failed_at else 0.0
+    return (-when if newest else when, project)
 
 
 def _seek_for(project: str, cursor: Cursor | None, order: str) -> Seek | None:

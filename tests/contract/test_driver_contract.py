@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from failboard.models import ActionKind, JobQuery, Seek, to_utc
+from failboard.drivers.base import JobKey, KeyedReader
+from failboard.models import ActionKind, FailedJob, JobQuery, Seek, to_utc
 from tests.contract.cases import DriverCase, Spec
 
 NOW = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
@@ -109,6 +110,44 @@ def test_filters_run_in_the_store(case: DriverCase) -> None:
     recent = case.reader.list(JobQuery(failed_after=to_utc(NOW - timedelta(hours=3))))
     assert sorted(job.id for job in recent) == sorted(ids[:3])
     assert sorted(case.reader.queues()) == ["emails", "payments"]
+
+
+def test_exception_filter_is_a_case_insensitive_literal_substring(case: DriverCase) -> None:
+    ids = case.make_failures(_specs())
+    assert [j.id for j in case.reader.list(JobQuery(exception="CARD 4242"))] == [ids[3]]
+    assert case.reader.list(JobQuery(exception="card_4242")) == []
+    assert case.reader.list(JobQuery(exception="card%declined")) == []
+    assert len(case.reader.list(JobQuery(exception="Declined"))) == 3
+
+
+def _position(row: JobKey | FailedJob) -> tuple[object, str]:
+    return (to_utc(row.failed_at) if row.failed_at else None, row.sort_key)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        JobQuery(limit=4),
+        JobQuery(limit=2, order="oldest"),
+        JobQuery(queue="payments"),
+        JobQuery(exception="declined", limit=2),
+    ],
+    ids=["first", "oldest", "queue", "exception"],
+)
+def test_two_step_listing_gives_the_list(case: DriverCase, query: JobQuery) -> None:
+    # keys() then fetch() is what the aggregator does for a page: the same rows as list().
+    case.make_failures(_specs())
+    reader = case.reader
+    assert isinstance(reader, KeyedReader)
+    listed = reader.list(query)
+    positions = reader.keys(query)
+    assert [_position(row) for row in positions] == [_position(job) for job in listed]
+    wanted = [row.sort_key for row in positions if not isinstance(row, FailedJob)]
+    fetched = {job.sort_key: job for job in reader.fetch(wanted)}
+    assert sorted(fetched) == sorted(wanted)
+    whole = {row.sort_key: row for row in positions if isinstance(row, FailedJob)}
+    assert [{**fetched, **whole}[job.sort_key] for job in listed] == listed
+    assert reader.fetch(["no-such-key", "12345678901", "q\x1fnope"]) == []
 
 
 def test_detail_has_payload_and_traceback(case: DriverCase) -> None:

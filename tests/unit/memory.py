@@ -5,10 +5,12 @@ Integration tests never use it: they read real stores.
 
 from __future__ import annotations
 
+import builtins
 import time
+from collections.abc import Sequence
 from datetime import datetime
 
-from failboard.drivers.base import Capabilities, Count
+from failboard.drivers.base import Capabilities, Count, JobKey
 from failboard.exceptions import StoreUnreachable
 from failboard.models import FailedJob, FailedJobDetail, JobQuery, to_utc
 
@@ -82,3 +84,23 @@ class MemoryReader:
 
     def close(self) -> None:
         pass
+
+
+class KeyedMemoryReader(MemoryReader):
+    """A MemoryReader with the two-step face (KeyedReader); it records what it was asked to
+    fetch, and ``vanish`` deletes jobs between a page's two steps."""
+
+    def __init__(self, project: str, rows: list[tuple[datetime, int]], **kw: bool) -> None:
+        super().__init__(project, rows, **kw)
+        self.fetched: builtins.list[builtins.list[str]] = []
+        self.vanish: set[str] = set()
+
+    def keys(self, query: JobQuery) -> builtins.list[JobKey | FailedJob]:
+        return [JobKey(job.failed_at, job.sort_key) for job in self.list(query)]
+
+    def fetch(self, sort_keys: Sequence[str]) -> builtins.list[FailedJob]:
+        self._check()
+        self.fetched.append(list(sort_keys))
+        self.jobs = [job for job in self.jobs if job.sort_key not in self.vanish]
+        wanted = set(sort_keys)
+        return [job for job in self.jobs if job.sort_key in wanted]

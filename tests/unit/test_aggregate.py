@@ -8,7 +8,7 @@ import pytest
 from failboard.aggregate import Aggregator
 from failboard.exceptions import InvalidRequest, NotFound
 from failboard.models import JobQuery
-from tests.unit.memory import MemoryReader
+from tests.unit.memory import KeyedMemoryReader, MemoryReader
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -43,6 +43,51 @@ def test_paging_across_projects_returns_every_row_once_in_order(order: str, limi
     assert len(set(seen)) == 75
     times = [next(j.failed_at for j in readers[p].jobs if j.id == i) for p, i in seen]
     assert times == sorted(times, reverse=order == "newest")
+
+
+@pytest.mark.parametrize("order", ["newest", "oldest"])
+@pytest.mark.parametrize("limit", [1, 3, 7, 50])
+def test_two_step_pages_equal_one_step_pages(order: str, limit: int) -> None:
+    # Keyed readers beside a plain one: the pages are the same rows, cursor for cursor.
+    def fleet(keyed: bool) -> Aggregator:
+        kind = KeyedMemoryReader if keyed else MemoryReader
+        readers = {key: kind(key, _rows(i, 25)) for i, key in enumerate(["a", "b"])}
+        readers["c"] = MemoryReader("c", _rows(2, 25))
+        return Aggregator(readers)
+
+    one, two = fleet(False), fleet(True)
+    try:
+        query = JobQuery(limit=limit, order=order)
+        assert _all_pages(two, query) == _all_pages(one, query)
+    finally:
+        one.close()
+        two.close()
+
+
+def test_two_steps_fetch_only_the_page_rows() -> None:
+    readers = {key: KeyedMemoryReader(key, _rows(i, 60)) for i, key in enumerate(["a", "b"])}
+    agg = Aggregator(readers)
+    try:
+        page = agg.list(JobQuery(limit=10))
+    finally:
+        agg.close()
+    assert len(page.items) == 10 and page.next_cursor
+    fetched = [key for reader in readers.values() for call in reader.fetched for key in call]
+    assert sorted(fetched) == sorted(job.sort_key for job in page.items)
+    assert all(len(reader.fetched) <= 1 for reader in readers.values())
+
+
+def test_a_row_gone_between_the_steps_is_left_out_and_paging_goes_on() -> None:
+    reader = KeyedMemoryReader("a", [(T0 + timedelta(seconds=i), i) for i in range(1, 21)])
+    agg = Aggregator({"a": reader})
+    try:
+        reader.vanish = {"20", "16"}  # the newest, and the last of the first page
+        first = agg.list(JobQuery(limit=5))
+        assert [job.id for job in first.items] == ["19", "18", "17"]
+        second = agg.list(JobQuery(limit=5), first.next_cursor)
+        assert [job.id for job in second.items] == ["15", "14", "13", "12", "11"]
+    finally:
+        agg.close()
 
 
 def test_an_unreachable_project_is_reported_and_the_others_answer() -> None:

@@ -21,6 +21,8 @@ __all__ = [
     "Count",
     "Executor",
     "HistogramReader",
+    "JobKey",
+    "KeyedReader",
     "Progress",
     "Reader",
     "no_progress",
@@ -102,6 +104,37 @@ class HistogramReader(Protocol):
     def histogram(self, start: datetime, step: timedelta, buckets: int) -> builtins.list[int]:
         """How many jobs failed in each of ``buckets`` half-open intervals
         ``[start + i*step, start + (i+1)*step)``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class JobKey:
+    """Where a job sits in a project's order: what a merge across projects needs of it."""
+
+    failed_at: datetime | None
+    sort_key: str
+
+
+@runtime_checkable
+class KeyedReader(Protocol):
+    """An optional Reader face: a page in two steps, so that a merge across projects parses only
+    the rows it shows.
+
+    Ten projects asked for a page of 50 each return 51 rows, and 460 of the 510 are thrown away
+    after the merge; parsing a row (payload head, exception, fingerprint) is what a page costs.
+    With this face the aggregator asks each project for the positions of its top rows, merges
+    them, and fetches in full only the winners. A driver without it still is a Reader: the
+    aggregator lists its rows whole."""
+
+    def keys(self, query: JobQuery) -> builtins.list[JobKey | FailedJob]:
+        """The positions of the jobs :meth:`Reader.list` would return for ``query``, in its
+        order. A reader that had to read a row whole anyway (to filter on what its store cannot)
+        may return the row itself: it is not fetched again."""
+        ...
+
+    def fetch(self, sort_keys: Sequence[str]) -> builtins.list[FailedJob]:
+        """The list rows of the jobs whose ``sort_key`` is given, in any order; a job that is
+        gone meanwhile is left out."""
         ...
 
 

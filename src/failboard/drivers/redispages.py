@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -22,7 +23,16 @@ import redis
 from failboard.drivers.redisstore import text
 from failboard.models import Seek, to_utc
 
-__all__ = ["SEP", "Entry", "ScoredSets", "Window", "fetch", "score_range", "split_sort_key"]
+__all__ = [
+    "SEP",
+    "Entry",
+    "ScoredSets",
+    "Window",
+    "fetch",
+    "locate",
+    "score_range",
+    "split_sort_key",
+]
 
 SEP = "\x1f"
 INF = float("inf")
@@ -170,6 +180,27 @@ def fetch(
         out.append(entry)
         if len(out) >= n:
             break
+    return out
+
+
+def locate(store: ScoredSets, sort_keys: Sequence[str], now: float | None = None) -> list[Entry]:
+    """The entries of these sort keys still in their queue's set and shown (one pipeline); the
+    others are left out."""
+    wanted = [pair for pair in map(split_sort_key, sort_keys) if pair is not None]
+    if not wanted:
+        return []
+    floor = store.floor(time.time() if now is None else now)
+    pipe = store.redis.pipeline(transaction=False)
+    for queue, member in wanted:
+        pipe.zscore(store.zset(queue), member)
+    out = []
+    for (queue, member), raw in zip(wanted, pipe.execute(), strict=True):
+        if raw is None:
+            continue
+        score = float(raw)
+        if floor is not None and score <= floor:
+            continue  # expired, as a page would not show it
+        out.append(Entry(queue, member, score, store.time_of(queue, score)))
     return out
 
 

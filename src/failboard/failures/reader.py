@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from failboard.db import create_engine
 from failboard.drivers import sqltable
-from failboard.drivers.base import Count
+from failboard.drivers.base import Count, JobKey
 from failboard.exceptions import InvalidRequest
 from failboard.failures.options import CAPABILITIES
 from failboard.failures.schema import DEFAULT_TABLE
@@ -70,6 +71,40 @@ class FailuresReader:
         """Up to ``query.limit`` jobs in ``query.order``, resuming strictly past ``query.seek``.
 
         ``failed_after`` and ``failed_before`` are inclusive bounds."""
+        c = self._store.c
+        return self._rows(
+            self._conditions(query),
+            sqltable.keyset_order(c.failed_at, c.id, query.order),
+            query.limit,
+        )
+
+    def keys(self, query: JobQuery) -> builtins.list[JobKey | FailedJob]:
+        """Where the jobs :meth:`list` would return sit: ``(failed_at, id)``."""
+        store = self._store
+        c = store.c
+        with store.errors(), store.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(c.id, c.failed_at)
+                .where(*self._conditions(query))
+                .order_by(*sqltable.keyset_order(c.failed_at, c.id, query.order))
+                .limit(query.limit)
+            ).all()
+        return [JobKey(from_store(row.failed_at), str(row.id)) for row in rows]
+
+    def fetch(self, sort_keys: Sequence[str]) -> builtins.list[FailedJob]:
+        """The list rows of the failures with these row ids."""
+        ids = [int(key) for key in sort_keys if key.isascii() and key.isdigit()]
+        if not ids:
+            return []
+        store = self._store
+        return self._rows([store.mine, store.c.id.in_(ids)], (), len(ids))
+
+    def _rows(
+        self,
+        conditions: Sequence[sa.ColumnElement[bool]],
+        order: Sequence[sa.ColumnElement[Any]],
+        limit: int,
+    ) -> builtins.list[FailedJob]:
         store = self._store
         c = store.c
         with store.errors(), store.engine.connect() as connection:
@@ -85,9 +120,9 @@ class FailuresReader:
                     c.attempts,
                     c.failed_at,
                 )
-                .where(*self._conditions(query))
-                .order_by(*sqltable.keyset_order(c.failed_at, c.id, query.order))
-                .limit(query.limit)
+                .where(*conditions)
+                .order_by(*order)
+                .limit(limit)
             ).all()
         return [self._item(row) for row in rows]
 

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import builtins
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from failboard.drivers.base import Count
+from failboard.drivers.base import Count, JobKey
 from failboard.drivers.dramatiq.options import CAPABILITIES, Options
 from failboard.drivers.dramatiq.store import DramatiqStore, ErrorRecord, Message, decode_message
-from failboard.drivers.redispages import Entry, Window, fetch, score_range
+from failboard.drivers.redispages import Entry, Window, fetch, locate, score_range
 from failboard.drivers.rq.safe import plain
 from failboard.fingerprint import fingerprint, split_exception
 from failboard.models import FailedJob, FailedJobDetail, JobQuery, Seek
@@ -98,6 +99,26 @@ class DramatiqReader:
                 last = entries[-1]
                 assert last.failed_at is not None  # dead-letter scores are always times
                 seek = Seek(failed_at=last.failed_at, sort_key=last.sort_key)
+
+    def keys(self, query: JobQuery) -> builtins.list[JobKey | FailedJob]:
+        """Where the jobs :meth:`list` would return sit, from the sorted sets alone; with a
+        filter Redis cannot apply, the rows themselves (they were read whole to filter them)."""
+        if query.name or query.exception or query.q:
+            return [*self.list(query)]
+        store = self._store
+        queues = self._queues_for(query)
+        if not queues:
+            return []
+        with store.errors():
+            entries = fetch(store, queues, _window(query, query.seek), query.limit)
+        return [JobKey(entry.failed_at, entry.sort_key) for entry in entries]
+
+    def fetch(self, sort_keys: Sequence[str]) -> builtins.list[FailedJob]:
+        """The list rows of the jobs with these sort keys (``queue \\x1f job id``)."""
+        store = self._store
+        with store.errors():
+            entries = locate(store, sort_keys)
+            return [self._item(row) for row in self._hydrate(entries, LIST_TEXT)]
 
     def get(self, job_id: str) -> FailedJobDetail | None:
         """One dead letter in full (``job_id`` is its redis message id), or None when gone."""

@@ -8,6 +8,7 @@ the head of its payload and exception, never the whole of a payload that may wei
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from failboard.db import create_engine
 from failboard.drivers import sqltable
-from failboard.drivers.base import Count
+from failboard.drivers.base import Count, JobKey
 from failboard.drivers.laravel.horizon import HorizonStore
 from failboard.drivers.laravel.options import CAPABILITIES, Options
 from failboard.drivers.laravel.payload import decode_payload, json_string, payload_summary
@@ -94,36 +95,68 @@ class LaravelReader:
         store = self._store
         with store.errors(), store.engine.connect() as connection:
             t = store.table(connection)
-            c = t.c
-            order = _order(t, query.order)
             # Pick the page's ids first, then fetch their columns: the sort never drags payload
             # heads (let alone payloads) of rows that do not make the page.
-            page = (
-                sa.select(c.id)
-                .where(*self._conditions(t, query))
-                .order_by(*order)
-                .limit(query.limit)
-                .subquery("page")
-            )
-            columns = [
-                c.id,
-                c.connection,
-                c.queue,
-                c.failed_at,
-                sa.func.substr(c.payload, 1, PAYLOAD_HEAD + 1).label("payload_head"),
-                sa.func.substr(c.exception, 1, EXCEPTION_HEAD + 1).label("exception_head"),
-            ]
-            if t.has_uuid:
-                columns.insert(1, c.uuid)
-            rows = connection.execute(
-                sa.select(*columns).join_from(t.table, page, c.id == page.c.id).order_by(*order)
-            ).all()
-            long_payloads = [r.id for r in rows if len(r.payload_head or "") > PAYLOAD_HEAD]
-            long_exceptions = [r.id for r in rows if len(r.exception_head or "") > EXCEPTION_HEAD]
-            tails = self._tails(connection, t.c.payload, t, long_payloads, PAYLOAD_TAIL)
-            exception_tails = self._tails(
-                connection, t.c.exception, t, long_exceptions, EXCEPTION_TAIL
-            )
+            page = self._page(t, query).subquery("page")
+            return self._rows(connection, t, page, _order(t, query.order))
+
+    def keys(self, query: JobQuery) -> builtins.list[JobKey | FailedJob]:
+        """Where the jobs :meth:`list` would return sit: ``(failed_at, id)`` from the index."""
+        store = self._store
+        with store.errors(), store.engine.connect() as connection:
+            t = store.table(connection)
+            rows = connection.execute(self._page(t, query, t.c.failed_at)).all()
+        return [JobKey(store.from_store(row.failed_at), str(row.id)) for row in rows]
+
+    def fetch(self, sort_keys: Sequence[str]) -> builtins.list[FailedJob]:
+        """The list rows of the jobs with these ids (a sort key is the numeric id)."""
+        ids = [int(key) for key in sort_keys if key.isascii() and key.isdigit()]
+        if not ids:
+            return []
+        store = self._store
+        with store.errors(), store.engine.connect() as connection:
+            t = store.table(connection)
+            page = sa.select(t.c.id).where(t.c.id.in_(ids)).subquery("page")
+            return self._rows(connection, t, page, ())
+
+    def _page(
+        self, t: FailedTable, query: JobQuery, *also: sa.ColumnElement[Any]
+    ) -> sa.Select[Any]:
+        """The ids (and ``also``) of the query's page, in its order."""
+        return (
+            sa.select(t.c.id, *also)
+            .where(*self._conditions(t, query))
+            .order_by(*_order(t, query.order))
+            .limit(query.limit)
+        )
+
+    def _rows(
+        self,
+        connection: Connection,
+        t: FailedTable,
+        page: sa.Subquery,
+        order: tuple[sa.ColumnElement[Any], ...],
+    ) -> builtins.list[FailedJob]:
+        """The list rows of the ids in ``page``: short columns and the heads (and, for long
+        texts, the tails) of the payload and the exception, never the whole of either."""
+        c = t.c
+        columns = [
+            c.id,
+            c.connection,
+            c.queue,
+            c.failed_at,
+            sa.func.substr(c.payload, 1, PAYLOAD_HEAD + 1).label("payload_head"),
+            sa.func.substr(c.exception, 1, EXCEPTION_HEAD + 1).label("exception_head"),
+        ]
+        if t.has_uuid:
+            columns.insert(1, c.uuid)
+        rows = connection.execute(
+            sa.select(*columns).join_from(t.table, page, c.id == page.c.id).order_by(*order)
+        ).all()
+        long_payloads = [r.id for r in rows if len(r.payload_head or "") > PAYLOAD_HEAD]
+        long_exceptions = [r.id for r in rows if len(r.exception_head or "") > EXCEPTION_HEAD]
+        tails = self._tails(connection, c.payload, t, long_payloads, PAYLOAD_TAIL)
+        exception_tails = self._tails(connection, c.exception, t, long_exceptions, EXCEPTION_TAIL)
         return [
             self._list_item(t, row, tails.get(row.id), exception_tails.get(row.id)) for row in rows
         ]

@@ -11,14 +11,15 @@ from __future__ import annotations
 import builtins
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import redis
 
-from failboard.drivers.base import Count
-from failboard.drivers.redispages import Entry, Window, fetch, score_range
+from failboard.drivers.base import Count, JobKey
+from failboard.drivers.redispages import Entry, Window, fetch, locate, score_range
 from failboard.drivers.rq.options import CAPABILITIES, Options
 from failboard.drivers.rq.safe import describe_serialized
 from failboard.drivers.rq.store import (
@@ -130,6 +131,29 @@ class RqReader:
                 if last.failed_at is None:
                     return out  # kept-forever entries have no time to resume from
                 seek = Seek(failed_at=last.failed_at, sort_key=last.sort_key)
+
+    def keys(self, query: JobQuery) -> builtins.list[JobKey | FailedJob]:
+        """Where the jobs :meth:`list` would return sit, from the sorted sets alone; with a
+        filter Redis cannot apply, the rows themselves (they were read whole to filter them)."""
+        if query.name or query.exception or query.q:
+            return [*self.list(query)]
+        store = self._store
+        queues = self._queues_for(query)
+        if queues is None:
+            return []
+        with store.errors():
+            entries = fetch(store, queues, self._window(query, query.seek), query.limit)
+        if any(entry.failed_at is None for entry in entries):
+            # Kept-forever entries take their time from the job's hash: read the page whole.
+            return [*self.list(query)]
+        return [JobKey(entry.failed_at, entry.sort_key) for entry in entries]
+
+    def fetch(self, sort_keys: Sequence[str]) -> builtins.list[FailedJob]:
+        """The list rows of the jobs with these sort keys (``queue \\x1f job id``)."""
+        store = self._store
+        with store.errors():
+            entries = locate(store, sort_keys)
+            return [self._item(row) for row in self._hydrate(entries)]
 
     def get(self, job_id: str) -> FailedJobDetail | None:
         """One failed job in full, or None when it is no longer in a failed registry."""
