@@ -17,8 +17,9 @@ from failboard.aggregate import Aggregator
 from failboard.board_types import Group, ProjectStatus
 from failboard.config import ProjectSettings, Settings
 from failboard.drivers import registry
-from failboard.drivers.base import Count, HistogramReader, Reader
+from failboard.drivers.base import Count, HistogramReader, JobKey, KeyedReader, Reader
 from failboard.exceptions import FailboardError, NotFound, StoreError, Unsupported
+from failboard.flight import SingleFlight
 from failboard.grouping import GroupCache, GroupScan
 from failboard.models import (
     MAX_JOB_IDS,
@@ -66,6 +67,7 @@ class Board:
         )
         self._submitted: list[Callable[[Action], None]] = []
         self._group_cache = GroupCache()
+        self._pages: SingleFlight[Page] = SingleFlight()
         # Per-project store errors seen since start, for /metrics.
         self.store_errors: Counter[str] = Counter()
 
@@ -98,6 +100,10 @@ class Board:
             self.store_errors[error.project] += 1
 
     def list_jobs(self, query: JobQuery, cursor: str | None = None) -> Page:
+        # Identical requests in flight share one fan-out (the query holds the caller's scope).
+        return self._pages.run((query, cursor), lambda: self._list_jobs(query, cursor))
+
+    def _list_jobs(self, query: JobQuery, cursor: str | None) -> Page:
         page = self.aggregator.list(query, cursor)
         self._noted(page.errors)
         return self._redacted_page(page)
@@ -342,6 +348,17 @@ class _LazyReader:
 
     def list(self, query: JobQuery) -> builtins.list[FailedJob]:
         return self.reader.list(query)
+
+    def keys(self, query: JobQuery) -> builtins.list[JobKey | FailedJob]:
+        reader = self.reader
+        if not isinstance(reader, KeyedReader):
+            raise Unsupported(f"the {self._settings.driver} reader lists in one step")
+        return reader.keys(query)
+
+    def fetch(self, sort_keys: Sequence[str]) -> builtins.list[FailedJob]:
+        reader = self.reader
+        assert isinstance(reader, KeyedReader)  # fetch follows a keys() that answered
+        return reader.fetch(sort_keys)
 
     def get(self, job_id: str) -> FailedJobDetail | None:
         return self.reader.get(job_id)
