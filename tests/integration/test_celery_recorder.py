@@ -3,6 +3,7 @@ on SQLite, PostgreSQL and MariaDB, and the driver's reader and executor beyond t
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -20,6 +21,9 @@ from failboard.drivers import registry
 from failboard.exceptions import ConfigError, StoreError
 from failboard.failures import DEFAULT_REDACT, Failure, Recorder, failures_table
 from failboard.models import JobQuery
+from tests.celery_support import celery_app, queued_messages
+from tests.rq_jobs import fresh_prefix
+from tests.services import fresh_database
 
 pytest.importorskip("celery")
 
@@ -271,3 +275,108 @@ def test_the_dashboard_shows_a_celery_failure_escaped(tmp_path: Path) -> None:
         assert page.status_code == 200
         assert "proj.tasks.charge" in page.text and "<script>alert(1)" not in page.text
         assert client.get("/").status_code == 200
+
+
+def test_postgres_writes_commit_without_waiting_for_the_disk_unless_durable() -> None:
+    with fresh_database("postgres") as url:
+        for durable, expected in ((False, "off"), (True, "on")):
+            recorder = Recorder(url, "billing", durable=durable)
+            try:
+                assert recorder.record(_failure(f"d-{durable}"))
+                engine = recorder._engine_now()
+                with engine.connect() as connection:
+                    setting = connection.exec_driver_sql("SHOW synchronous_commit").scalar()
+                assert setting == expected
+            finally:
+                recorder.close()
+        # Only the recorder's own connections: another session of the database is untouched.
+        engine = create_engine(url)
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+            assert connection.execute(sa.select(sa.func.count()).select_from(failures_table()))
+        engine.dispose()
+
+
+def test_a_dead_connection_is_replaced_at_once_not_buffered() -> None:
+    """No pre-ping: the write that finds its connection dead writes again on a new one, so the
+    failure is in the table at once, with no write error and no back-off."""
+    with fresh_database("postgres") as url:
+        recorder = Recorder(url, "billing")
+        admin = create_engine(url)
+        try:
+            assert recorder.record(_failure("before"))
+            with recorder._engine_now().connect() as connection:
+                pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with admin.connect() as connection:
+                assert connection.exec_driver_sql(f"SELECT pg_terminate_backend({pid})").scalar()
+            assert recorder.record(_failure("after"))
+            assert (recorder.stats.recorded, recorder.stats.write_errors) == (2, 0)
+            with admin.connect() as connection:
+                ids = connection.execute(sa.select(failures_table().c.job_id)).scalars().all()
+            assert sorted(ids) == ["after", "before"]
+        finally:
+            recorder.close()
+            admin.dispose()
+
+
+def test_sqlite_durable_syncs_fully() -> None:
+    with fresh_database("sqlite") as url:
+        for durable, expected in ((False, 1), (True, 2)):  # NORMAL, FULL
+            recorder = Recorder(url, "billing", durable=durable)
+            try:
+                assert recorder.record(_failure("s"))
+                with recorder._engine_now().connect() as connection:
+                    assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == expected
+            finally:
+                recorder.close()
+
+
+def test_redis_retry_sends_each_task_once_in_pipelined_batches() -> None:
+    """1,200 tasks in batches of 500 on the real Redis broker: nothing reaches the queue before
+    a batch's flush, every task arrives once with its arguments, queue and lineage header."""
+    from failboard.drivers.celery import CeleryResender
+    from failboard.failures import FailuresExecutor, StoredFailure
+
+    with fresh_database("postgres") as url, fresh_prefix() as (client, broker, prefix):
+        app = celery_app(broker, prefix)
+        try:
+            ids = [f"t-{i}" for i in range(1_200)]
+            _seed(url, [_failure(job, args=[job, {"n": i}]) for i, job in enumerate(ids)])
+            resender = CeleryResender("billing", app)
+            resender.send(
+                StoredFailure(1, "celery", "probe", "proj.tasks.charge", "payments", "[]", "{}",
+                              {}, 1)
+            )  # fmt: skip
+            assert queued_messages(client, prefix, "payments") == []  # buffered, not sent
+            resender.flush()
+            assert len(queued_messages(client, prefix, "payments")) == 1
+            client.delete(f"{prefix}payments")
+            resender.close()
+
+            executor = FailuresExecutor(
+                "billing",
+                url,
+                resender=lambda: CeleryResender("billing", app),
+                batch_size=500,
+            )
+            try:
+                result = executor.retry(ids)
+            finally:
+                executor.close()
+            assert (result.succeeded, result.failed, result.missing) == (1_200, 0, 0)
+            messages = queued_messages(client, prefix, "payments")
+            origins = [m["headers"]["failboard_retry_of"] for m in messages]
+            assert sorted(origins) == sorted(ids)  # each once
+            assert len({m["headers"]["id"] for m in messages}) == 1_200
+            body = json.loads(base64.b64decode(messages[0]["body"]))  # [args, kwargs, embed]
+            origin = messages[0]["headers"]["failboard_retry_of"]
+            assert body[0] == [origin, {"n": ids.index(origin)}]
+            assert body[1] == {"customer": "ACME-77"}
+            assert messages[0]["properties"]["delivery_info"]["routing_key"] == "payments"
+            reader = registry.make_reader(_project(url))
+            try:
+                assert len(reader.list(JobQuery())) == 0  # every row went, after its flush
+            finally:
+                reader.close()
+        finally:
+            app.close()

@@ -259,13 +259,13 @@ class FailuresExecutor:
             if not found:
                 outcome.missing += 1
                 continue
-            row = found[0]
-            reason = self._refusal(row)
+            stored = _stored(found[0])
+            reason = self._refusal(stored)
             if reason is not None:
                 outcome.failures.append((key, reason))
                 continue
             try:
-                new_id = resender.send(_stored(row))
+                new_id = resender.send(stored)
             except BrokerUnreachable as exc:
                 outcome.failures.extend((k, exc.message) for k in wanted[index:] if k in by_job)
                 outcome.missing += sum(1 for k in wanted[index:] if k not in by_job)
@@ -277,12 +277,12 @@ class FailuresExecutor:
             outcome.pending.append((key, new_id, [r.id for r in found]))
         return outcome, _flushed(resender, outcome)
 
-    def _refusal(self, row: Any) -> str | None:
+    def _refusal(self, row: StoredFailure) -> str | None:
         resender = self._resender_now()
         if row.engine != resender.engine:
             return f"recorded by {row.engine}, not {resender.engine}: not re-sent"
-        options = decode_json(row.options)
-        if isinstance(options, dict):
+        options = row.options
+        if options:
             if options.get("redacted"):
                 paths = ", ".join(str(p) for p in options["redacted"])
                 return (

@@ -57,12 +57,15 @@ def install(
     create: bool = True,
     buffer_size: int = 1_000,
     timeout: float = 2.0,
+    durable: bool = False,
 ) -> Recorder:
     """Record every final task failure of ``app`` into the failures table at ``url``.
 
     ``project`` is the project's key in failboard's config; ``redact`` the argument names whose
     values are never written (they replace the defaults: extend them with
-    ``(*DEFAULT_REDACT, "iban")``); ``create`` makes the table on first use. Returns the
+    ``(*DEFAULT_REDACT, "iban")``); ``create`` makes the table on first use; ``durable`` makes
+    each write wait for the database's disk (off: on PostgreSQL a crash of the database server
+    may lose the last ~0.6 s of failures, see :class:`~failboard.failures.Recorder`). Returns the
     :class:`~failboard.failures.Recorder` (its ``stats`` count what was recorded or dropped).
     Installing twice on one app returns the first recorder.
     """
@@ -81,6 +84,7 @@ def install(
         buffer_size=buffer_size,
         timeout=timeout,
         dumps=dumps,
+        durable=durable,
     )
     hook = _Hook(app, recorder)
     uid = f"failboard-{id(app)}"
