@@ -7,7 +7,7 @@ fake: the project's ``jobs`` table (each job pushed exactly once) and the spool'
 events (each action claimed exactly once, completed exactly once, never reaped).
 
 Where the time goes: each agent runs as ``python -m bench.timed_agent`` — the real CLI with a
-stopwatch on its spool calls (claim, heartbeat, progress, complete, record_agent) and on the
+stopwatch on its spool calls (claim, heartbeat, progress, complete, settle, record_agent) and the
 executor's ``retry`` — so claim latency is the real agents' own, and the sum of each kind of
 call over all agents says which one the drain waits on.
 """
@@ -41,7 +41,7 @@ PROJECT = "bench"
 DATABASE = "fb_bench_drain"
 DRAIN_TIMEOUT = 900.0
 TARGET_RATE = 1_000.0
-OPS = ("claim", "heartbeat", "executor.retry", "progress", "complete", "record_agent")
+OPS = ("claim", "heartbeat", "executor.retry", "progress", "complete", "settle", "record_agent")
 
 
 def _seed(url: str, count: int) -> list[str]:

@@ -3,10 +3,11 @@
     python -m bench.timed_agent OUT.json agent --project P --config C
 
 Runs the real CLI in this process after wrapping ``Spool.claim``, ``heartbeat``, ``progress``,
-``complete``, ``record_agent`` and the executor's ``retry``; at exit it writes, per operation,
-every call's duration (seconds) and, for claims, how many actions each returned. Nothing else
-changes: the agent loop, its threads and its SQL are failboard's own. The wrappers are set on
-the classes, so the heartbeat thread's calls are timed too.
+``complete``, ``settle`` (the outcomes of a pass, together), ``record_agent`` and the
+executor's ``retry``; at exit it writes, per operation, every call's duration (seconds) and,
+for claims, how many actions each returned. Nothing else changes: the agent loop, its threads
+and its SQL are failboard's own. The wrappers are set on the classes, so the heartbeat
+thread's calls are timed too.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ def main() -> None:
     from failboard.drivers.laravel.executor import LaravelExecutor
     from failboard.spool import Spool
 
-    for name in ("heartbeat", "progress", "complete", "record_agent"):
-        _wrap(Spool, name, name)
+    for name in ("heartbeat", "progress", "complete", "settle", "record_agent"):
+        if hasattr(Spool, name):  # settle: since the batched outcomes (a snapshot may predate it)
+            _wrap(Spool, name, name)
     _wrap(LaravelExecutor, "retry", "executor.retry")
     claim = Spool.claim
 

@@ -1,9 +1,10 @@
 """The agent: claims its project's actions from the spool and runs them on the project's Executor.
 
 Loop: claim up to N (the spool reaps expired leases first) → run each action, heartbeating while
-it works and reporting progress after every batch → complete / fail, fenced by the claim token →
-sleep. On SIGTERM/SIGINT it stops claiming, lets the action in hand finish its batches for up to
-``grace_seconds``, then hands what is left back to the spool and exits.
+it works and reporting progress after every batch but the last → record the outcomes of the
+pass together (``settle``: one transaction, fenced by each claim token) → sleep. On SIGTERM/SIGINT
+it stops claiming, lets the action in hand finish its batches for up to ``grace_seconds``,
+records what is done, hands what is left back to the spool and exits.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from failboard.exceptions import (
     Unsupported,
 )
 from failboard.models import Action, ActionKind, ActionResult, to_utc
-from failboard.spool import AgentSpool
+from failboard.spool import AgentSpool, Outcome
 
 __all__ = ["Agent", "AgentStopped", "agent_name"]
 
@@ -36,6 +37,12 @@ log = logging.getLogger("failboard.agent")
 
 # How often progress is written to the spool at most; every write also extends the lease.
 PROGRESS_INTERVAL = 0.5
+# Outcomes of a pass are recorded together (one transaction, one audit entry per kind) at the
+# end of the pass, or once the oldest has waited this long (a pass of long actions still shows
+# each outcome within about a second).
+SETTLE_INTERVAL = 1.0
+# How often the agent records itself as seen ("agent last seen" on the dashboard).
+SEEN_INTERVAL = 5.0
 
 
 class AgentStopped(FailboardError):
@@ -74,6 +81,7 @@ class Agent:
         self._factory = executor_factory
         self._executor: Executor | None = None
         self._stop_deadline: float | None = None
+        self._last_seen: float | None = None
 
     @property
     def lease_seconds(self) -> float:
@@ -111,48 +119,77 @@ class Agent:
 
     def run_once(self) -> int:
         """Claim up to ``limit`` actions and run them; how many were handled."""
-        self.spool.record_agent(self.project, self.name)
+        self._seen()
+        claimed_at = time.monotonic()
         actions = self.spool.claim(self.project, self.name, self.limit)
         if not actions:
             return 0
         # One heartbeat keeps every claim of the pass alive, the waiting ones too: an action
         # queued behind a long one would otherwise lose its lease unstarted, be reaped by another
         # agent and use up an attempt (with max_attempts such losses, it would end "failed"
-        # though no agent ever crashed).
+        # though no agent ever crashed). It also keeps the finished ones alive until settled.
         heartbeat = _Heartbeat(self.spool, self.lease_seconds / 3)
         for action in actions:
             heartbeat.hold(action)
         heartbeat.start()
+        done = _Outcomes()
         try:
             for index, action in enumerate(actions):
                 if self.stop_event.is_set() and self._grace_over():
                     # Not started: hand it straight back instead of letting its lease run out.
+                    self._settle(done, heartbeat)
                     for left in actions[index:]:
                         heartbeat.release(left.id)
                         self._release(left, "agent stopped before starting it")
                     break
-                self.run_action(action, heartbeat)
+                # A claim younger than a third of the lease was just leased: no need to extend
+                # it before starting (the heartbeat thread keeps it from then on).
+                fresh = time.monotonic() - claimed_at < self.lease_seconds / 3
+                outcome = self._attempt(action, heartbeat, fresh=fresh)
+                if outcome is not None:
+                    done.add(outcome)
+                if done.older_than(SETTLE_INTERVAL):
+                    self._settle(done, heartbeat)
         finally:
+            self._settle(done, heartbeat)
             heartbeat.stop()
         return len(actions)
+
+    def _seen(self) -> None:
+        """Record the agent as seen, at most every ``SEEN_INTERVAL`` (a write per pass would be
+        a commit per ``limit`` actions for a "last seen" the dashboard shows to the second)."""
+        now = time.monotonic()
+        if self._last_seen is None or now - self._last_seen >= SEEN_INTERVAL:
+            self.spool.record_agent(self.project, self.name)
+            self._last_seen = now
 
     # -- one action --------------------------------------------------------------------------
 
     def run_action(self, action: Action, heartbeat: _Heartbeat | None = None) -> None:
         """Run one claimed action and record its outcome. ``heartbeat`` is the pass's (which
         already holds the claim); without one, the action gets its own."""
+        own = heartbeat is None
+        if heartbeat is None:
+            heartbeat = _Heartbeat(self.spool, self.lease_seconds / 3)
+            heartbeat.hold(action)
+            heartbeat.start()
+        done = _Outcomes()
+        try:
+            outcome = self._attempt(action, heartbeat, fresh=False)
+            if outcome is not None:
+                done.add(outcome)
+            self._settle(done, heartbeat)
+        finally:
+            if own:
+                heartbeat.stop()
+
+    def _attempt(self, action: Action, heartbeat: _Heartbeat, *, fresh: bool) -> Outcome | None:
+        """Run one claimed action; its outcome to record, or None when there is nothing to
+        record (the claim was lost, or the action was handed back). The claim stays held by
+        ``heartbeat`` until its outcome is settled."""
         token = action.claim_token
         if token is None:
             raise SpoolError(f"action {action.id} was not claimed (no claim token)")
-        if heartbeat is None:
-            own = _Heartbeat(self.spool, self.lease_seconds / 3)
-            own.hold(action)
-            own.start()
-            try:
-                self.run_action(action, own)
-            finally:
-                own.stop()
-            return
         log.info(
             "action %s: %s on %s (attempt %s)",
             action.id,
@@ -165,33 +202,33 @@ class Agent:
             # ours before touching any job.
             if heartbeat.is_lost(action.id):
                 raise LeaseLost()
-            self.spool.heartbeat(action.id, token)
+            if not fresh:
+                self.spool.heartbeat(action.id, token)
         except LeaseLost:
             heartbeat.release(action.id)
             log.warning("action %s: lease lost before it started; skipping", action.id)
-            return
+            return None
         try:
             result = self._execute(action, self._progress(action.id, token, heartbeat))
         except LeaseLost:
+            heartbeat.release(action.id)
             log.warning("action %s: lease lost; another agent owns it now", action.id)
-            return
+            return None
         except AgentStopped as exc:
+            heartbeat.release(action.id)
             self._release(action, str(exc))
-            return
+            return None
         except (InvalidRequest, Unsupported, NotFound) as exc:
-            self._finish(action, error=exc.message, retryable=False)
-            return
+            return Outcome(action_id=action.id, claim_token=token, error=exc.message)
         except Exception as exc:
             log.exception("action %s failed", action.id)
-            self._finish(action, error=f"{type(exc).__name__}: {exc}", retryable=True)
-            return
-        finally:
-            # The outcome write below is fenced by itself; no more beats for this one.
-            lost = heartbeat.release(action.id)
-        if lost:
+            error = f"{type(exc).__name__}: {exc}"
+            return Outcome(action_id=action.id, claim_token=token, error=error, retryable=True)
+        if heartbeat.is_lost(action.id):
+            heartbeat.release(action.id)
             log.warning("action %s: lease lost during the last batch", action.id)
-            return
-        self._finish(action, result=result)
+            return None
+        return Outcome(action_id=action.id, claim_token=token, result=result)
 
     def _execute(self, action: Action, progress: Callable[[int, int | None], None]) -> ActionResult:
         if self._executor is None:
@@ -228,8 +265,10 @@ class Agent:
                     f"agent stopped after {done} of {total if total is not None else '?'} jobs; "
                     "the rest is taken up again"
                 )
+            if total is not None and done >= total:
+                return  # the last batch: the outcome, written next, records it
             now = time.monotonic()
-            if now - last >= PROGRESS_INTERVAL or (total is not None and done >= total):
+            if now - last >= PROGRESS_INTERVAL:
                 try:
                     self.spool.progress(action_id, token, done, total)
                 except LeaseLost:
@@ -247,49 +286,80 @@ class Agent:
     def _grace_over(self) -> bool:
         return self._stop_deadline is not None and time.monotonic() >= self._stop_deadline
 
-    def _finish(
-        self,
-        action: Action,
-        *,
-        result: ActionResult | None = None,
-        error: str | None = None,
-        retryable: bool = False,
-    ) -> None:
-        """Record the outcome: completed with ``result``, else failed with ``error``."""
-        if result is not None:
-            self._record(action, lambda token: self.spool.complete(action.id, token, result))
-        else:
-            message = error or "failed"
-            self._record(
-                action,
-                lambda token: self.spool.fail(action.id, token, message, retryable=retryable),
-            )
+    def _settle(self, done: _Outcomes, heartbeat: _Heartbeat) -> None:
+        """Record the outcomes gathered so far in one spool call, retrying through a short
+        spool outage (the work is done; losing its outcome would make the actions run again
+        after their lease); then stop beating for them."""
+        outcomes = done.take()
+        if not outcomes:
+            return
+        delay = 0.5
+        deadline = time.monotonic() + max(5.0, self.lease_seconds)
+        try:
+            while True:
+                try:
+                    answers = self.spool.settle(outcomes)
+                    break
+                except SpoolError as exc:
+                    if time.monotonic() >= deadline:
+                        ids = ", ".join(str(o.action_id) for o in outcomes)
+                        log.error("actions %s: outcomes not written: %s", ids, exc)
+                        return
+                    log.warning("spool unavailable (%s); retrying the outcomes", exc)
+                    time.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+            for answer in answers:
+                if answer.status is None:
+                    log.warning(
+                        "action %s: lease lost before the outcome was written", answer.action_id
+                    )
+                else:
+                    log.info("action %s: %s", answer.action_id, answer.status)
+        finally:
+            for outcome in outcomes:
+                heartbeat.release(outcome.action_id)
 
     def _release(self, action: Action, note: str) -> None:
-        """Hand the action back because this agent is stopping; it does not use an attempt."""
-        self._record(action, lambda token: self.spool.release(action.id, token, note))
-
-    def _record(self, action: Action, write: Callable[[str], Action]) -> None:
-        """Write an outcome, retrying through a short spool outage (the work is done; losing
-        its outcome would make the action run again after the lease)."""
+        """Hand the action back because this agent is stopping; it does not use an attempt.
+        Retried through a short spool outage, like outcomes."""
         token = action.claim_token or ""
         delay = 0.5
         deadline = time.monotonic() + max(5.0, self.lease_seconds)
         while True:
             try:
-                done = write(token)
-                log.info("action %s: %s", action.id, done.status)
+                back = self.spool.release(action.id, token, note)
+                log.info("action %s: %s", action.id, back.status)
                 return
             except (LeaseLost, ActionConflict):
-                log.warning("action %s: lease lost before the outcome was written", action.id)
+                log.warning("action %s: lease lost before it was handed back", action.id)
                 return
             except SpoolError as exc:
                 if time.monotonic() >= deadline:
-                    log.error("action %s: outcome not written: %s", action.id, exc)
+                    log.error("action %s: not handed back: %s", action.id, exc)
                     return
                 log.warning("action %s: spool unavailable (%s); retrying", action.id, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+class _Outcomes:
+    """Outcomes of a pass waiting to be settled together, and since when the oldest waits."""
+
+    def __init__(self) -> None:
+        self._items: list[Outcome] = []
+        self._since = 0.0
+
+    def add(self, outcome: Outcome) -> None:
+        if not self._items:
+            self._since = time.monotonic()
+        self._items.append(outcome)
+
+    def older_than(self, seconds: float) -> bool:
+        return bool(self._items) and time.monotonic() - self._since >= seconds
+
+    def take(self) -> list[Outcome]:
+        items, self._items = self._items, []
+        return items
 
 
 class _Heartbeat:

@@ -16,6 +16,7 @@ import logging
 import random
 import ssl
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -30,6 +31,7 @@ from failboard.exceptions import (
     SpoolError,
 )
 from failboard.models import Action, ActionResult, to_utc
+from failboard.spool.settle import Outcome, Settled
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "AgentClient"]
 
@@ -117,6 +119,10 @@ class AgentClient:
     def complete(self, action_id: int, token: str, result: ActionResult) -> Action:
         body = {"claim_token": token, "result": result.model_dump(mode="json")}
         return Action.model_validate(self._call("POST", f"/actions/{action_id}/complete", body))
+
+    def settle(self, outcomes: Sequence[Outcome]) -> list[Settled]:
+        body = {"outcomes": [o.model_dump(mode="json") for o in outcomes]}
+        return [Settled.model_validate(item) for item in self._call("POST", "/settle", body)]
 
     def fail(self, action_id: int, token: str, error: str, *, retryable: bool = True) -> Action:
         body = {"claim_token": token, "error": error[:100_000], "retryable": retryable}

@@ -33,7 +33,7 @@ from failboard.drivers.laravel import payload as laravel_payload
 from failboard.drivers.laravel import schema as laravel_schema
 from failboard.exceptions import ConfigError, LeaseLost, SpoolError
 from failboard.models import ActionKind, ActionResult, ActionStatus
-from failboard.spool import Spool
+from failboard.spool import Outcome, Spool
 from failboard.web import create_app
 from tests.faults.proxy import Proxy
 from tests.services import fresh_database
@@ -267,6 +267,39 @@ def test_a_stale_claim_token_gets_409_and_changes_nothing(live: Live) -> None:
         {"claim_token": second["claim_token"], "result": result},
     )
     assert done.status_code == 200 and done.json()["status"] == "completed"
+
+
+def test_settle_records_many_outcomes_and_only_the_tokens_projects(live: Live) -> None:
+    mine = [live.spool.submit("shop", ActionKind.PRUNE, {"hours": 1}) for _ in range(3)]
+    theirs = live.spool.submit("billing", ActionKind.PRUNE, {"hours": 1})
+    shop, billing = live.tokens["shop-agent"], live.tokens["billing-agent"]
+    claimed = _post(live, "/claim", shop, {"agent": "a", "limit": 10}).json()
+    (their_claim,) = _post(live, "/claim", billing, {"agent": "b"}).json()
+    result = {"succeeded": 2, "missing": 1, "failed": 0}
+    outcomes = [{"action_id": c["id"], "claim_token": c["claim_token"], "result": result}
+                for c in claimed]  # fmt: skip
+    outcomes[1] = {**outcomes[1], "claim_token": "stale"}
+    outcomes.append(
+        {"action_id": theirs.id, "claim_token": their_claim["claim_token"], "error": "x"}
+    )
+    answer = _post(live, "/settle", shop, {"outcomes": outcomes})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == [
+        {"action_id": mine[0].id, "status": "completed"},
+        {"action_id": mine[1].id, "status": None},
+        {"action_id": mine[2].id, "status": "completed"},
+        {"action_id": theirs.id, "status": None},  # another project's: as if lost
+    ]
+    assert live.spool.get(mine[0].id).result == ActionResult(succeeded=2, missing=1)
+    assert live.spool.get(mine[1].id).status is ActionStatus.PROCESSING
+    assert live.spool.get(theirs.id).status is ActionStatus.PROCESSING
+    # The client speaks the same call.
+    with AgentClient(live.url, shop) as client:
+        (done,) = client.settle(
+            [Outcome(action_id=mine[1].id, claim_token=claimed[1]["claim_token"], error="gone")]
+        )
+    assert done.status is ActionStatus.FAILED
+    assert _post(live, "/settle", shop, {"outcomes": []}).status_code == 422
 
 
 def test_the_agent_rides_out_a_dashboard_outage(live: Live) -> None:

@@ -74,6 +74,31 @@ def test_every_transition_appends_one_entry(db_url: str) -> None:
         assert result.head_hash == entries[-1].hash
 
 
+def test_entries_hashed_by_the_database_verify_with_any_text(db_url: str) -> None:
+    """PostgreSQL and MariaDB compute the hash in SQL: it must be the very text entry_hash
+    builds, whatever the actor and detail hold (quotes, backslashes, non-ASCII, nulls)."""
+    with Spool(db_url) as spool:
+        spool.migrate()
+        odd = 'o\'brien "q" \\ back\\slash, café ✓ 東京 \n tab\t'
+        first = spool.audit.append("x.test", actor=odd, detail={"note": odd, "n": None, "k": 1})
+        second = spool.audit.append("x.test", project="shop", action_id=7, detail={})
+        entry = spool.audit.get(first)
+        assert entry is not None and entry.actor == odd and entry.detail["note"] == odd
+        later = spool.audit.get(second)
+        assert later is not None and later.prev_hash == entry.hash and later.action_id == 7
+        assert later.hash == entry_hash(
+            id=later.id,
+            at=later.at,
+            actor=None,
+            event="x.test",
+            project="shop",
+            action_id=7,
+            detail="{}",
+            prev_hash=entry.hash,
+        )
+        assert spool.audit.verify().ok
+
+
 def test_concurrent_writers_keep_one_valid_chain(db_url: str) -> None:
     """Eight writers, each with its own engine (its own connections), submit, claim and
     complete at once: every entry lands, ids stay consecutive, and the chain verifies."""

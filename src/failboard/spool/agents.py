@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -16,6 +17,7 @@ from failboard.spool import lease
 from failboard.spool.base import SpoolBase
 from failboard.spool.params import text_field
 from failboard.spool.records import to_action
+from failboard.spool.settle import MAX_SETTLE, Outcome, Settled, settle
 
 __all__ = ["MAX_CLAIM", "AgentOperations"]
 
@@ -90,6 +92,26 @@ class AgentOperations(SpoolBase):
 
         with self._errors():
             return self._write(work)
+
+    def settle(self, outcomes: Sequence[Outcome], *, project: str | None = None) -> list[Settled]:
+        """Record the outcomes of many claimed actions in ONE transaction (one audit entry per
+        kind of outcome): what ``complete`` and ``fail`` do, each fenced by its claim token. The
+        answer for an action whose claim was taken back is ``status = None`` (the others are
+        still recorded). With ``project``, actions of other projects are answered the same."""
+        if len(outcomes) > MAX_SETTLE:
+            raise InvalidRequest(f"outcomes: at most {MAX_SETTLE} per call")
+        if not outcomes:
+            return []
+        with self._errors():
+            return self._write(
+                lambda c: settle(
+                    c,
+                    self.tables,
+                    outcomes,
+                    retry_delay_seconds=self.retry_delay_seconds,
+                    project=project,
+                )
+            )
 
     def fail(self, action_id: int, token: str, error: str, *, retryable: bool = True) -> Action:
         """The action as a whole failed. Retryable with attempts left: pending again after a

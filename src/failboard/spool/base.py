@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -9,6 +10,7 @@ from typing import Any, Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, RowMapping, event
+from sqlalchemy.exc import DisconnectionError
 
 from failboard.audit import AuditLog
 from failboard.config import SpoolSettings
@@ -29,6 +31,9 @@ _DIALECTS = ("sqlite", "postgresql", "mysql", "mariadb")
 
 STATEMENT_TIMEOUT_SECONDS = 120
 """No spool statement should take long; a migration of a huge spool table is the slowest."""
+
+IDLE_PING_SECONDS = 2.0
+"""A pooled spool connection is tested before use only after lying idle this long."""
 
 
 class SpoolBase:
@@ -62,8 +67,13 @@ class SpoolBase:
         # A statement timeout too, so a silently dropped connection cannot hang an agent forever
         # (its lease runs out meanwhile and another agent takes the action back).
         self.engine: Engine = create_engine(
-            url, timeout=timeout, statement_timeout=STATEMENT_TIMEOUT_SECONDS, what="spool"
+            url,
+            timeout=timeout,
+            statement_timeout=STATEMENT_TIMEOUT_SECONDS,
+            what="spool",
+            pre_ping=False,
         )
+        _ping_when_idle(self.engine)
         if self.engine.dialect.name not in _DIALECTS:
             self.engine.dispose()
             raise ConfigError(
@@ -163,6 +173,31 @@ class SpoolBase:
         """The database's clock, as an aware UTC datetime."""
         with self._errors():
             return to_utc(self._read(lambda c: c.execute(sa.select(utcnow())).scalar_one()))
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    # pool_pre_ping costs a round trip on every checkout: 4 of an agent's ~23 round trips per
+    # one-job action. A connection in steady use is known to be alive; one that lay idle (an
+    # agent polling an empty spool, the dashboard between requests) is what a restarted server
+    # or a firewall's idle timeout leaves dead, so only that one is pinged, and replaced if the
+    # ping fails (DisconnectionError makes the pool reconnect). A connection that dies while in
+    # use fails its statement, which SQLAlchemy turns into invalidating the whole pool; the
+    # spool call raises SpoolError and the agent retries it (docs/reliability.md, guarantee 7).
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["failboard_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("failboard_idle_since")
+        if since is None or time.monotonic() - since < IDLE_PING_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError(f"spool connection dead after idling: {exc}") from exc
+        if not alive:
+            raise DisconnectionError("spool connection dead after idling")
 
 
 def _read_committed(engine: Engine) -> None:

@@ -20,7 +20,16 @@ from failboard.models import ActionResult, ActionStatus
 from failboard.spool.records import EventKind, dumps, write_events
 from failboard.spool.schema import Tables
 
-__all__ = ["MAX_ERROR_LENGTH", "extend", "finish", "give_back", "locked", "summary"]
+__all__ = [
+    "MAX_ERROR_LENGTH",
+    "clip",
+    "extend",
+    "finish",
+    "give_back",
+    "locked",
+    "retry_delay",
+    "summary",
+]
 
 MAX_ERROR_LENGTH = 4000
 """Errors are for an operator to read; a 10 MB traceback would only bloat the spool."""
@@ -101,11 +110,19 @@ def summary(result: ActionResult) -> str | None:
     text = f"{result.failed} of {result.total} jobs failed"
     if result.errors:
         text += ": " + "; ".join(result.errors[:3])
-    return _clip(text)
+    return clip(text)
 
 
-def _clip(text: str) -> str:
+def clip(text: str) -> str:
+    """``text`` cut to ``MAX_ERROR_LENGTH``."""
     return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
+
+
+def retry_delay(attempts: int, retry_delay_seconds: int) -> int:
+    """Seconds before a failed attempt runs again: ``retry_delay * 2**(attempts-1)``, growing
+    to at most an hour (or the configured delay, if that is longer)."""
+    cap = max(retry_delay_seconds, MAX_RETRY_DELAY)
+    return int(min(retry_delay_seconds * 2 ** min(max(attempts - 1, 0), 20), cap))
 
 
 def _update(connection: Connection, t: Tables, action_id: int, token: str, **values: Any) -> None:
@@ -129,7 +146,9 @@ def finish(
     error: str | None,
 ) -> None:
     """End a claimed (and locked) action as completed or failed; writes the event."""
-    error = None if error is None else _clip(error)
+    error = None if error is None else clip(error)
+    # The outcome says how far it got, so the agent need not write a last progress first.
+    done = {} if result is None else {"progress_done": result.total, "progress_total": result.total}
     _update(
         connection,
         t,
@@ -140,6 +159,7 @@ def finish(
         lease_until=None,
         result=None if result is None else dumps(result.model_dump(mode="json")),
         error=error,
+        **done,
     )
     kind = EventKind.COMPLETED if status is ActionStatus.COMPLETED else EventKind.FAILED
     detail: dict[str, Any] = {"attempt": row["attempts"]}
@@ -162,9 +182,8 @@ def give_back(
     """Put a claimed (and locked) action back to pending after a retryable failure, available
     again after an exponential delay: ``retry_delay * 2**(attempts-1)``, growing to at most an
     hour (or the configured delay, if that is longer)."""
-    error = _clip(error)
-    cap = max(retry_delay_seconds, MAX_RETRY_DELAY)
-    delay = min(retry_delay_seconds * 2 ** min(max(row["attempts"] - 1, 0), 20), cap)
+    error = clip(error)
+    delay = retry_delay(row["attempts"], retry_delay_seconds)
     _update(
         connection,
         t,
@@ -191,7 +210,7 @@ def release(connection: Connection, t: Tables, row: RowMapping, token: str, *, n
     """Hand a claimed (and locked) action back untouched by failure: pending at once, and the
     attempt it was claimed under does not count (the agent stopped; the action did nothing
     wrong)."""
-    note = _clip(note)
+    note = clip(note)
     _update(
         connection,
         t,

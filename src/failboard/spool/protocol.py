@@ -4,10 +4,12 @@ it, so the agent loop runs unchanged against either."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from failboard.models import Action, ActionResult
+from failboard.spool.settle import Outcome, Settled
 
 __all__ = ["AgentSpool"]
 
@@ -41,6 +43,11 @@ class AgentSpool(Protocol):
 
     def complete(self, action_id: int, token: str, result: ActionResult) -> Action:
         """Record the outcome."""
+        ...
+
+    def settle(self, outcomes: Sequence[Outcome]) -> list[Settled]:
+        """Record many outcomes at once (one transaction); ``status`` None for an action whose
+        claim was taken back."""
         ...
 
     def fail(self, action_id: int, token: str, error: str, *, retryable: bool = True) -> Action:

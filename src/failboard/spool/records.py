@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -23,7 +23,15 @@ from failboard.models import (
 )
 from failboard.spool.schema import Tables
 
-__all__ = ["Event", "EventKind", "dumps", "to_action", "to_event", "write_events"]
+__all__ = [
+    "Event",
+    "EventKind",
+    "dumps",
+    "to_action",
+    "to_event",
+    "write_event_groups",
+    "write_events",
+]
 
 
 class EventKind:
@@ -130,26 +138,41 @@ def write_events(
     Called inside the transaction of the transition it records, so that the trail and the
     state never disagree; the audit entry goes last, as it locks the chain's head until commit.
     """
-    if not details:
-        return
+    write_event_groups(connection, t, [((kind, actor, project), details)])
+
+
+Group = tuple[tuple[str, str | None, str | None], Mapping[int, Mapping[str, Any]]]
+"""((kind, actor, project), action id → detail)."""
+
+
+def write_event_groups(connection: Connection, t: Tables, groups: Sequence[Group]) -> None:
+    """:func:`write_events` for several groups in one transaction: every event in ONE insert,
+    then one audit entry per group, all of them after every other statement (the first one
+    takes the chain's head, which then stays locked until the commit)."""
     rows = [
         {"action_id": action_id, "kind": kind, "actor": actor, "detail": dumps(dict(detail))}
+        for (kind, actor, _), details in groups
         for action_id, detail in details.items()
     ]
+    if not rows:
+        return
     connection.execute(t.events.insert().values(at=utcnow()), rows)
-    if len(details) == 1:
-        ((action_id, detail),) = details.items()
-        single: int | None = action_id
-        entry: dict[str, Any] = dict(detail)
-    else:
-        single = None
-        entry = {"actions": {str(action_id): dict(d) for action_id, d in details.items()}}
-    audit.record(
-        connection,
-        t,
-        AUDIT_EVENTS.get(kind, f"action.{kind}"),
-        actor=actor,
-        project=project,
-        action_id=single,
-        detail=entry,
-    )
+    for (kind, actor, project), details in groups:
+        if not details:
+            continue
+        if len(details) == 1:
+            ((action_id, detail),) = details.items()
+            single: int | None = action_id
+            entry: dict[str, Any] = dict(detail)
+        else:
+            single = None
+            entry = {"actions": {str(action_id): dict(d) for action_id, d in details.items()}}
+        audit.record(
+            connection,
+            t,
+            AUDIT_EVENTS.get(kind, f"action.{kind}"),
+            actor=actor,
+            project=project,
+            action_id=single,
+            detail=entry,
+        )

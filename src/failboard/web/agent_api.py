@@ -7,8 +7,9 @@ role. The token's project is the only one the caller can reach: a claim only eve
 project's actions, and an action id of another project answers **404** exactly like an id that
 does not exist, so a token cannot even learn which ids other projects have.
 
-The fenced calls (heartbeat, progress, complete, fail, release) carry the claim token the claim
-returned, and run the very same fenced spool operations as a direct agent: a claim that was taken
+The fenced calls (heartbeat, progress, complete, fail, release, and ``settle`` for many outcomes
+at once) carry the claim token the claim returned, and run the very same fenced spool operations
+as a direct agent: a claim that was taken
 back answers 409. These requests carry no cookie, so CSRF does not apply to them.
 """
 
@@ -25,8 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from failboard.auth import Directory, Permission, Principal
 from failboard.exceptions import LeaseLost, NotFound
 from failboard.models import Action, ActionResult, UtcDateTime
-from failboard.spool import Spool
+from failboard.spool import Outcome, Settled, Spool
 from failboard.spool.agents import MAX_CLAIM
+from failboard.spool.settle import MAX_SETTLE
 
 __all__ = ["ClaimedAction", "router"]
 
@@ -86,6 +88,12 @@ class FailRequest(Fenced):
 
 class ReleaseRequest(Fenced):
     note: str = Field(default="agent stopped", max_length=10_000)
+
+
+class SettleRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcomes: list[Outcome] = Field(min_length=1, max_length=MAX_SETTLE)
 
 
 class Now(BaseModel):
@@ -201,6 +209,14 @@ def complete(
 ) -> Action:
     spool = _own(request, principal, action_id)
     return _fenced(lambda: spool.complete(action_id, body.claim_token, body.result))
+
+
+@router.post("/settle", response_model=list[Settled])
+def settle(request: Request, principal: AgentToken, body: SettleRequest) -> list[Settled]:
+    """Record many outcomes in one transaction (what ``complete`` and ``fail`` do, each fenced
+    by its claim token). An action whose claim was taken back — or of another project, which
+    this token cannot tell from one that does not exist — is answered ``status: null``."""
+    return _spool(request).settle(body.outcomes, project=_project(principal))
 
 
 @router.post("/actions/{action_id}/fail", response_model=Action)
