@@ -6,7 +6,7 @@ Recording overhead, measured twice:
 - **in the hook**: a real task fails (``task.apply()``, so Celery's tracer sends the real
   ``task_failure``) and the time between a receiver connected just before failboard's and one
   just after is the recorder's whole share: reading the request, formatting the traceback,
-  redacting, encoding args, the INSERT and its COMMIT on PostgreSQL.
+  redacting, encoding args, the write to PostgreSQL (one autocommit INSERT).
 - **in a worker**: a real ``celery worker`` (solo pool, Redis broker) works through N failing
   tasks with the recorder and again without; the difference of the mean time per task is what a
   worker pays per failure.
