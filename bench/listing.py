@@ -12,13 +12,16 @@ ten projects, and timed as real HTTP requests with httpx after a warm-up:
 
 At 1M only: 50 concurrent clients for 30 s on ``/api/v1/jobs`` and on ``/``
 (:mod:`bench.http_load`, in its own process).
+
+One size alone, without the rest of ``make bench``:
+``python -m bench.listing --size 100000 [--load-seconds 30] [--quick]``.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -294,8 +297,14 @@ def _measure_size(
     return results, medians
 
 
-def run(quick: bool = False) -> list[Result]:
-    sizes = SCALES[:1] if quick else SCALES
+def run(
+    quick: bool = False, sizes: Sequence[int] | None = None, load_seconds: float | None = None
+) -> list[Result]:
+    """The listing bench at ``sizes`` (jobs per project; all three by default, the smallest with
+    ``quick``); the load test runs on the largest, for ``load_seconds`` (30, or 5 when quick)."""
+    if sizes is None:
+        sizes = SCALES[:1] if quick else SCALES
+    sizes = sorted(sizes)
     fleets = {per: ensure_fleet(per) for per in sizes}
     spool_url = sqlite_url("fb_bench_listing_spool")
     with Spool(spool_url) as spool:
@@ -305,7 +314,8 @@ def run(quick: bool = False) -> list[Result]:
     curve: dict[int, dict[str, float]] = {}
     for per in sizes:
         # The load runs once, on the largest size (5 s in a --quick run).
-        seconds = (5.0 if quick else LOAD_SECONDS) if per == sizes[-1] else None
+        default = 5.0 if quick else LOAD_SECONDS
+        seconds = (load_seconds or default) if per == sizes[-1] else None
         found, medians = _measure_size(fleets[per], per, budget, spool_url, seconds)
         results += found
         curve[per * len(PROJECTS)] = medians
@@ -333,3 +343,25 @@ def _scaling(curve: dict[int, dict[str, float]]) -> list[Result]:
             )
         )
     return out
+
+
+def main() -> None:
+    import argparse
+
+    from rich.console import Console
+
+    from bench.results import render
+
+    parser = argparse.ArgumentParser(prog="python -m bench.listing")
+    parser.add_argument(
+        "--size", type=int, action="append", choices=SCALES, help="jobs per project (repeat)"
+    )
+    parser.add_argument("--load-seconds", type=float, default=None)
+    parser.add_argument("--quick", action="store_true", help="short sampling")
+    args = parser.parse_args()
+    results = run(args.quick, args.size, args.load_seconds)
+    Console(width=160).print(render(results, "listing"))
+
+
+if __name__ == "__main__":
+    main()

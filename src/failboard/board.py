@@ -37,7 +37,11 @@ from failboard.models import (
 from failboard.redaction import DEFAULT_PATTERNS, Job, Redactor
 from failboard.spool import Spool
 
-__all__ = ["Board", "Group", "ProjectStatus"]
+__all__ = ["PAGE_REUSE_SECONDS", "Board", "Group", "ProjectStatus"]
+
+PAGE_REUSE_SECONDS = 1.0
+"""How long a list page that concurrent identical requests shared serves the next ones too
+(one that nobody shared is never reused; see :mod:`failboard.flight`)."""
 
 
 class Board:
@@ -67,7 +71,7 @@ class Board:
         )
         self._submitted: list[Callable[[Action], None]] = []
         self._group_cache = GroupCache()
-        self._pages: SingleFlight[Page] = SingleFlight()
+        self._pages: SingleFlight[Page] = SingleFlight(reuse_seconds=PAGE_REUSE_SECONDS)
         # Per-project store errors seen since start, for /metrics.
         self.store_errors: Counter[str] = Counter()
 
@@ -307,6 +311,7 @@ class Board:
         created = self.spool.submit(
             project, kind, params, requested_by=requested_by, idempotency_key=idempotency_key
         )
+        self._pages.forget()  # the next page shows what this action changes, once it has
         for callback in self._submitted:
             callback(created)
         return created
