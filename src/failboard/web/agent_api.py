@@ -9,8 +9,9 @@ does not exist, so a token cannot even learn which ids other projects have.
 
 The fenced calls (heartbeat, progress, complete, fail, release, and ``settle`` for many outcomes
 at once) carry the claim token the claim returned, and run the very same fenced spool operations
-as a direct agent: a claim that was taken
-back answers 409. These requests carry no cookie, so CSRF does not apply to them.
+as a direct agent: a claim that was taken back answers 409 (``settle`` answers ``status: null``
+for that action alone, and for an action of another project, as it cannot tell the two apart).
+These requests carry no cookie, so CSRF does not apply to them.
 """
 
 from __future__ import annotations
