@@ -174,3 +174,29 @@ def test_an_unreachable_table_never_reaches_the_job(closing: list[Recorder]) -> 
     with pytest.raises(RuntimeError, match="the job's own error"):
         asyncio.run(Settings.functions[0].coroutine(ctx))
     assert recorder.stats.buffered == 1 and recorder.stats.write_errors == 1
+
+
+def test_every_engine_passes_durable_to_its_recorder(
+    sqlite_url: str, closing: list[Recorder]
+) -> None:
+    huey = pytest.importorskip("huey")
+    import failboard.integrations.arq as arq_integration
+    import failboard.integrations.dramatiq as dramatiq_integration
+    import failboard.integrations.huey as huey_integration
+    import failboard.integrations.taskiq as taskiq_integration
+
+    made = [
+        huey_integration.install(
+            huey.MemoryHuey("durable", immediate=True), url=sqlite_url, project="p", durable=True
+        ),
+        arq_integration.install({"functions": []}, url=sqlite_url, project="p", durable=True),
+        taskiq_integration.FailboardMiddleware(sqlite_url, "p", durable=True).recorder,
+    ]
+    middleware = dramatiq_integration.FailboardMiddleware(sqlite_url, "p", durable=True)
+    assert middleware.recorder is not None
+    made.append(middleware.recorder)
+    closing.extend(made)
+    assert all(recorder.durable for recorder in made)
+    default = taskiq_integration.FailboardMiddleware(sqlite_url, "p").recorder
+    closing.append(default)
+    assert not default.durable

@@ -61,6 +61,7 @@ def install(
     create: bool = True,
     buffer_size: int = 1_000,
     timeout: float = 2.0,
+    durable: bool = False,
 ) -> Recorder:
     """Record every final job failure of the worker that ``settings`` (the ``WorkerSettings``
     class, or a dict of the same) describes into the failures table at ``url``.
@@ -82,6 +83,7 @@ def install(
         create=create,
         buffer_size=buffer_size,
         timeout=timeout,
+        durable=durable,
     )
     hook = _Hook(settings, recorder)
     wrapped = []

@@ -60,7 +60,7 @@ class FailboardMiddleware(dramatiq.Middleware):
     """Records the final failure of every dead-lettered message (see the module's doc).
 
     ``url`` and ``project``: the failures table's database and the project's key in failboard's
-    config; ``table``, ``redact``, ``create``, ``buffer_size`` and ``timeout`` as for
+    config; ``table``, ``redact``, ``create``, ``buffer_size``, ``timeout`` and ``durable`` as for
     :class:`~failboard.failures.Recorder`. ``errors_ttl`` overrides how long the Redis error
     records are kept (seconds).
     """
@@ -75,6 +75,7 @@ class FailboardMiddleware(dramatiq.Middleware):
         create: bool = True,
         buffer_size: int = 1_000,
         timeout: float = 2.0,
+        durable: bool = False,
         errors_ttl: int | None = None,
     ) -> None:
         if url is not None and not project:
@@ -89,6 +90,7 @@ class FailboardMiddleware(dramatiq.Middleware):
                 create=create,
                 buffer_size=buffer_size,
                 timeout=timeout,
+                durable=durable,
             )
         self.errors_ttl = errors_ttl
         self.redis_errors = 0

@@ -53,6 +53,7 @@ def install(
     create: bool = True,
     buffer_size: int = 1_000,
     timeout: float = 2.0,
+    durable: bool = False,
 ) -> Recorder:
     """Record every final task failure of ``huey`` into the failures table at ``url``.
 
@@ -72,6 +73,7 @@ def install(
         create=create,
         buffer_size=buffer_size,
         timeout=timeout,
+        durable=durable,
     )
     hook = _Hook(huey, recorder)
     huey.signal(

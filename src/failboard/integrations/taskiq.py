@@ -56,7 +56,7 @@ class FailboardMiddleware(TaskiqMiddleware):
     """Records the final failure of every task (see the module's doc).
 
     ``url`` and ``project``: the failures table's database and the project's key in failboard's
-    config; ``table``, ``redact``, ``create``, ``buffer_size`` and ``timeout`` as for
+    config; ``table``, ``redact``, ``create``, ``buffer_size``, ``timeout`` and ``durable`` as for
     :class:`~failboard.failures.Recorder`.
     """
 
@@ -70,6 +70,7 @@ class FailboardMiddleware(TaskiqMiddleware):
         create: bool = True,
         buffer_size: int = 1_000,
         timeout: float = 2.0,
+        durable: bool = False,
     ) -> None:
         super().__init__()
         self.recorder = Recorder(
@@ -80,6 +81,7 @@ class FailboardMiddleware(TaskiqMiddleware):
             create=create,
             buffer_size=buffer_size,
             timeout=timeout,
+            durable=durable,
         )
         self._params = ParamNames()
         self._tries: dict[str, int] = {}  # task id -> _retries as the message came in
