@@ -77,7 +77,7 @@ def verify(
         )
     else:
         err_console.print(
-            f"TAMPERED: entry {result.bad_id}: {result.problem} ({result.checked} entries checked)",
+            f"TAMPERED: {_named(result.bad_id, result.problem)} ({result.checked} entries checked)",
             markup=False,
             soft_wrap=True,
         )
@@ -135,3 +135,9 @@ def list_entries(
             )
         )
     console.print(table)
+
+
+def _named(bad_id: int | None, problem: str | None) -> str:
+    # Most problems already start with "entry N"; don't say it twice.
+    text = problem or "unknown problem"
+    return text if text.startswith("entry ") else f"entry {bad_id}: {text}"

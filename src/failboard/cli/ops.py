@@ -30,6 +30,8 @@ def _logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # The HTTP agent's client logs every request at INFO: a line per heartbeat is noise.
+    logging.getLogger("httpx2").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _is_loopback(host: str) -> bool:
