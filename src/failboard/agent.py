@@ -2,7 +2,10 @@
 
 Loop: claim up to N (the spool reaps expired leases first) → run each action, heartbeating while
 it works and reporting progress after every batch but the last → record the outcomes of the
-pass together (``settle``: one transaction, fenced by each claim token) → sleep. On SIGTERM/SIGINT
+pass together (``settle``: one transaction, fenced by each claim token) → sleep. Consecutive
+small ``retry``/``delete`` actions of a pass run as one call when the executor has the grouped
+face (see :mod:`failboard.agent_pass`): one store transaction for all their jobs, each action's
+result split back out of the per-job answers. On SIGTERM/SIGINT
 it stops claiming, lets the action in hand finish its batches for up to ``grace_seconds``,
 records what is done, hands what is left back to the spool and exits.
 """
@@ -18,7 +21,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from failboard.drivers.base import Executor
+from failboard.agent_pass import Heartbeat, PassOutcomes, grouped, job_ids, split, units
+from failboard.drivers.base import Executor, JobOutcome
 from failboard.exceptions import (
     ActionConflict,
     FailboardError,
@@ -128,26 +132,31 @@ class Agent:
         # queued behind a long one would otherwise lose its lease unstarted, be reaped by another
         # agent and use up an attempt (with max_attempts such losses, it would end "failed"
         # though no agent ever crashed). It also keeps the finished ones alive until settled.
-        heartbeat = _Heartbeat(self.spool, self.lease_seconds / 3)
+        heartbeat = Heartbeat(self.spool, self.lease_seconds / 3)
         for action in actions:
             heartbeat.hold(action)
         heartbeat.start()
-        done = _Outcomes()
+        done = PassOutcomes()
         try:
-            for index, action in enumerate(actions):
+            pass_units = units(actions, self._grouping_executor())
+            for index, unit in enumerate(pass_units):
                 if self.stop_event.is_set() and self._grace_over():
                     # Not started: hand it straight back instead of letting its lease run out.
                     self._settle(done, heartbeat)
-                    for left in actions[index:]:
+                    for left in (action for rest in pass_units[index:] for action in rest):
                         heartbeat.release(left.id)
                         self._release(left, "agent stopped before starting it")
                     break
                 # A claim younger than a third of the lease was just leased: no need to extend
                 # it before starting (the heartbeat thread keeps it from then on).
                 fresh = time.monotonic() - claimed_at < self.lease_seconds / 3
-                outcome = self._attempt(action, heartbeat, fresh=fresh)
-                if outcome is not None:
-                    done.add(outcome)
+                if len(unit) == 1:
+                    outcome = self._attempt(unit[0], heartbeat, fresh=fresh)
+                    if outcome is not None:
+                        done.add(outcome)
+                else:
+                    for outcome in self._attempt_group(unit, heartbeat, fresh=fresh):
+                        done.add(outcome)
                 if done.older_than(SETTLE_INTERVAL):
                     self._settle(done, heartbeat)
         finally:
@@ -165,15 +174,15 @@ class Agent:
 
     # -- one action --------------------------------------------------------------------------
 
-    def run_action(self, action: Action, heartbeat: _Heartbeat | None = None) -> None:
+    def run_action(self, action: Action, heartbeat: Heartbeat | None = None) -> None:
         """Run one claimed action and record its outcome. ``heartbeat`` is the pass's (which
         already holds the claim); without one, the action gets its own."""
         own = heartbeat is None
         if heartbeat is None:
-            heartbeat = _Heartbeat(self.spool, self.lease_seconds / 3)
+            heartbeat = Heartbeat(self.spool, self.lease_seconds / 3)
             heartbeat.hold(action)
             heartbeat.start()
-        done = _Outcomes()
+        done = PassOutcomes()
         try:
             outcome = self._attempt(action, heartbeat, fresh=False)
             if outcome is not None:
@@ -183,30 +192,12 @@ class Agent:
             if own:
                 heartbeat.stop()
 
-    def _attempt(self, action: Action, heartbeat: _Heartbeat, *, fresh: bool) -> Outcome | None:
+    def _attempt(self, action: Action, heartbeat: Heartbeat, *, fresh: bool) -> Outcome | None:
         """Run one claimed action; its outcome to record, or None when there is nothing to
         record (the claim was lost, or the action was handed back). The claim stays held by
         ``heartbeat`` until its outcome is settled."""
-        token = action.claim_token
+        token = self._start(action, heartbeat, fresh=fresh)
         if token is None:
-            raise SpoolError(f"action {action.id} was not claimed (no claim token)")
-        log.info(
-            "action %s: %s on %s (attempt %s)",
-            action.id,
-            action.action,
-            self.project,
-            action.attempts,
-        )
-        try:
-            # Claimed a while ago (a long action before it in the batch)? Make sure it is still
-            # ours before touching any job.
-            if heartbeat.is_lost(action.id):
-                raise LeaseLost()
-            if not fresh:
-                self.spool.heartbeat(action.id, token)
-        except LeaseLost:
-            heartbeat.release(action.id)
-            log.warning("action %s: lease lost before it started; skipping", action.id)
             return None
         try:
             result = self._execute(action, self._progress(action.id, token, heartbeat))
@@ -230,6 +221,83 @@ class Agent:
             return None
         return Outcome(action_id=action.id, claim_token=token, result=result)
 
+    def _start(self, action: Action, heartbeat: Heartbeat, *, fresh: bool) -> str | None:
+        """Log the action and make sure its claim is still ours before touching any job; its
+        claim token, or None when the lease was lost meanwhile (then it is skipped)."""
+        token = action.claim_token
+        if token is None:
+            raise SpoolError(f"action {action.id} was not claimed (no claim token)")
+        log.info(
+            "action %s: %s on %s (attempt %s)",
+            action.id,
+            action.action,
+            self.project,
+            action.attempts,
+        )
+        try:
+            # Claimed a while ago (a long action before it in the batch)? Make sure it is still
+            # ours before touching any job.
+            if heartbeat.is_lost(action.id):
+                raise LeaseLost()
+            if not fresh:
+                self.spool.heartbeat(action.id, token)
+        except LeaseLost:
+            heartbeat.release(action.id)
+            log.warning("action %s: lease lost before it started; skipping", action.id)
+            return None
+        return token
+
+    def _attempt_group(
+        self, group: list[Action], heartbeat: Heartbeat, *, fresh: bool
+    ) -> list[Outcome]:
+        """Run consecutive small actions of one kind in one grouped executor call; their
+        outcomes. When the call raises (nothing was done that a rerun would repeat, by the
+        face's contract), each action runs alone instead, so that one action's bad job fails
+        that action only, with the error it would have had alone."""
+        started = [(a, t) for a in group if (t := self._start(a, heartbeat, fresh=fresh))]
+        if not started:
+            return []
+        face = grouped(self._executor)
+        if face is None:  # not reached: units() groups only for such an executor
+            return [o for a, _ in started if (o := self._attempt(a, heartbeat, fresh=True))]
+        wanted = list(dict.fromkeys(j for a, _ in started for j in job_ids(a) or ()))
+        try:
+            if group[0].action == ActionKind.RETRY:
+                answers: dict[str, JobOutcome] = face.retry_each(wanted)
+            else:
+                answers = face.delete_each(wanted)
+        except Exception as exc:
+            log.warning(
+                "actions %s: grouped %s failed (%s: %s); running them one by one",
+                ", ".join(str(a.id) for a, _ in started),
+                group[0].action,
+                type(exc).__name__,
+                exc,
+            )
+            return [o for a, _ in started if (o := self._attempt(a, heartbeat, fresh=True))]
+        results = split([a for a, _ in started], answers)
+        outcomes: list[Outcome] = []
+        for action, token in started:
+            if heartbeat.is_lost(action.id):
+                heartbeat.release(action.id)
+                log.warning("action %s: lease lost during its grouped call", action.id)
+                continue
+            outcomes.append(
+                Outcome(action_id=action.id, claim_token=token, result=results[action.id])
+            )
+        return outcomes
+
+    def _grouping_executor(self) -> Executor | None:
+        """The executor, built now so the pass can be cut into units; None when it cannot be
+        built (each action then fails alone, as it always did)."""
+        if self._executor is None:
+            try:
+                self._executor = self._factory()
+            except Exception as exc:
+                log.debug("executor not built for grouping: %s", exc)
+                return None
+        return self._executor
+
     def _execute(self, action: Action, progress: Callable[[int, int | None], None]) -> ActionResult:
         if self._executor is None:
             self._executor = self._factory()
@@ -252,7 +320,7 @@ class Agent:
         raise InvalidRequest(f"unknown action {action.action!r}")
 
     def _progress(
-        self, action_id: int, token: str, heartbeat: _Heartbeat
+        self, action_id: int, token: str, heartbeat: Heartbeat
     ) -> Callable[[int, int | None], None]:
         last = 0.0
 
@@ -286,7 +354,7 @@ class Agent:
     def _grace_over(self) -> bool:
         return self._stop_deadline is not None and time.monotonic() >= self._stop_deadline
 
-    def _settle(self, done: _Outcomes, heartbeat: _Heartbeat) -> None:
+    def _settle(self, done: PassOutcomes, heartbeat: Heartbeat) -> None:
         """Record the outcomes gathered so far in one spool call, retrying through a short
         spool outage (the work is done; losing its outcome would make the actions run again
         after their lease); then stop beating for them."""
@@ -340,76 +408,3 @@ class Agent:
                 log.warning("action %s: spool unavailable (%s); retrying", action.id, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
-
-
-class _Outcomes:
-    """Outcomes of a pass waiting to be settled together, and since when the oldest waits."""
-
-    def __init__(self) -> None:
-        self._items: list[Outcome] = []
-        self._since = 0.0
-
-    def add(self, outcome: Outcome) -> None:
-        if not self._items:
-            self._since = time.monotonic()
-        self._items.append(outcome)
-
-    def older_than(self, seconds: float) -> bool:
-        return bool(self._items) and time.monotonic() - self._since >= seconds
-
-    def take(self) -> list[Outcome]:
-        items, self._items = self._items, []
-        return items
-
-
-class _Heartbeat:
-    """Extends the leases of every claim the agent holds from a side thread, so that neither a
-    long batch nor a long wait behind another action lets a lease run out."""
-
-    def __init__(self, spool: AgentSpool, every: float) -> None:
-        self.spool = spool
-        self.every = max(0.2, every)
-        self._held: dict[int, str] = {}
-        self._lost: set[int] = set()
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="failboard-heartbeat", daemon=True)
-
-    def hold(self, action: Action) -> None:
-        if action.claim_token is not None:
-            with self._lock:
-                self._held[action.id] = action.claim_token
-
-    def release(self, action_id: int) -> bool:
-        """Stop beating for ``action_id``; whether its lease was lost meanwhile."""
-        with self._lock:
-            self._held.pop(action_id, None)
-            return action_id in self._lost
-
-    def is_lost(self, action_id: int) -> bool:
-        with self._lock:
-            return action_id in self._lost
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._done.wait(self.every):
-            with self._lock:
-                held = list(self._held.items())
-            for action_id, token in held:
-                if self._done.is_set():
-                    return
-                try:
-                    self.spool.heartbeat(action_id, token)
-                except LeaseLost:
-                    with self._lock:
-                        self._lost.add(action_id)
-                        self._held.pop(action_id, None)
-                except SpoolError as exc:
-                    # A short outage: the lease still has time; try again next beat.
-                    log.warning("action %s: heartbeat failed: %s", action_id, exc)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from failboard.drivers.base import JobKey, KeyedReader
+from failboard.drivers.base import GroupedExecutor, JobKey, KeyedReader
 from failboard.models import ActionKind, FailedJob, JobQuery, Seek, to_utc
 from tests.contract.cases import DriverCase, Spec
 
@@ -211,3 +211,41 @@ def test_capabilities_cover_the_contract_actions(case: DriverCase) -> None:
 def test_limit_is_respected(case: DriverCase, limit: int) -> None:
     case.make_failures(_specs())
     assert len(case.reader.list(JobQuery(limit=limit))) == min(limit, 6)
+
+
+def _grouped(case: DriverCase) -> GroupedExecutor:
+    executor = case.executor
+    if not executor.capabilities.grouped:
+        pytest.skip("this driver has no grouped face (the agent runs its actions one by one)")
+    assert isinstance(executor, GroupedExecutor)
+    assert executor.group_size >= 1
+    return executor
+
+
+def test_grouped_retry_answers_each_job_like_retry(case: DriverCase) -> None:
+    executor = _grouped(case)
+    ids = case.make_failures(_specs())
+    answers = executor.retry_each([ids[0], ids[3], "no-such-job", ids[0]])
+    assert {key: answer.status for key, answer in answers.items()} == {
+        ids[0]: "succeeded",
+        ids[3]: "succeeded",
+        "no-such-job": "missing",
+    }
+    assert sorted(case.requeued()) == sorted([ids[0], ids[3]])  # each pushed once
+    again = executor.retry_each([ids[0], ids[1]])
+    assert (again[ids[0]].status, again[ids[1]].status) == ("missing", "succeeded")
+    assert case.reader.get(ids[1]) is None
+    assert len(case.reader.list(JobQuery())) == 3
+
+
+def test_grouped_delete_answers_each_job_like_delete(case: DriverCase) -> None:
+    executor = _grouped(case)
+    ids = case.make_failures(_specs())
+    answers = executor.delete_each([ids[1], "nope", ids[2]])
+    assert {key: answer.status for key, answer in answers.items()} == {
+        ids[1]: "succeeded",
+        "nope": "missing",
+        ids[2]: "succeeded",
+    }
+    assert case.reader.get(ids[1]) is None and case.requeued() == []
+    assert executor.delete_each([ids[1]])[ids[1]].status == "missing"

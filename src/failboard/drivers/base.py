@@ -12,7 +12,7 @@ import builtins
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from failboard.models import ActionKind, ActionResult, FailedJob, FailedJobDetail, JobQuery
 
@@ -20,8 +20,10 @@ __all__ = [
     "Capabilities",
     "Count",
     "Executor",
+    "GroupedExecutor",
     "HistogramReader",
     "JobKey",
+    "JobOutcome",
     "KeyedReader",
     "Progress",
     "Reader",
@@ -49,6 +51,9 @@ class Capabilities:
     )
     actions: frozenset[ActionKind] = frozenset(ActionKind)
     has_connections: bool = True
+    grouped: bool = False
+    """The executor is also a :class:`GroupedExecutor` (the agent then runs a pass's small
+    ``retry``/``delete`` actions together)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +178,50 @@ class Executor(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """What became of one job of a grouped call."""
+
+    status: Literal["succeeded", "missing", "failed"]
+    reason: str = ""
+    """Why it failed (for ``failed``)."""
+    name: str | None = None
+    """How the error names the job when not by the id it was asked by (Laravel: the uuid of a
+    row asked for by its numeric id), so that the error reads as the action alone would say."""
+    new_id: str | None = None
+    """The id the retried job was sent again under, when it got a new one (recorded as the
+    action's ``details["lineage"]``, as :meth:`Executor.retry` does)."""
+
+
+@runtime_checkable
+class GroupedExecutor(Protocol):
+    """An optional Executor face: the jobs of several small ``retry``/``delete`` actions in one
+    call (one store transaction per ``group_size`` ids), answered per job so that the agent can
+    split the tally back into each action's result.
+
+    Not part of :class:`Executor`, so a driver without it still is one; a driver that has it
+    says so with ``capabilities.grouped``. Each id is acted on once (ids come de-duplicated), a
+    job that is gone is ``missing``, a job that cannot be acted on is ``failed`` with its reason
+    — exactly what :meth:`Executor.retry` / :meth:`Executor.delete` would count for it.
+
+    Raise only when what was done is durable and running the actions again one by one is
+    safe (a job done counts ``missing`` then, and never runs twice): the agent falls back to
+    that on any exception, so that a failure of one action's jobs fails that action alone. A
+    job whose effect is uncertain (it may have gone out, its record is still there) is
+    answered ``failed`` with the reason instead."""
+
+    group_size: int
+    """How many job ids one call takes at most (the agent groups no more)."""
+
+    def retry_each(self, job_ids: Sequence[str]) -> dict[str, JobOutcome]:
+        """Retry each job as :meth:`Executor.retry` would; one answer per distinct id."""
+        ...
+
+    def delete_each(self, job_ids: Sequence[str]) -> dict[str, JobOutcome]:
+        """Delete each job as :meth:`Executor.delete` would; one answer per distinct id."""
+        ...
+
+
 @dataclass(slots=True)
 class ResultTally:
     """Adds up per-job outcomes into an :class:`ActionResult` with a bounded error sample."""
@@ -187,6 +236,15 @@ class ResultTally:
         self.failed += count
         if len(self.errors) < self.max_errors:
             self.errors.append(f"{job_id}: {reason}")
+
+    def count(self, job_id: str, outcome: JobOutcome) -> None:
+        """Add one job's answer from a grouped call."""
+        if outcome.status == "succeeded":
+            self.succeeded += 1
+        elif outcome.status == "missing":
+            self.missing += 1
+        else:
+            self.fail(outcome.name or job_id, outcome.reason)
 
     @property
     def done(self) -> int:

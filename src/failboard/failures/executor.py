@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 
 from failboard.db import create_engine, immediate
 from failboard.drivers import sqltable
-from failboard.drivers.base import Progress, ResultTally, no_progress
+from failboard.drivers.base import JobOutcome, Progress, ResultTally, no_progress
 from failboard.exceptions import StoreError, StoreUnreachable
 from failboard.failures.options import CAPABILITIES
 from failboard.failures.reader import decode_json
@@ -91,7 +91,8 @@ class BufferingResender(Resender, Protocol):
 
 
 class FailuresExecutor:
-    """The Executor (see :class:`failboard.drivers.base.Executor`) of a recorder-based project.
+    """The Executor (see :class:`failboard.drivers.base.Executor`) of a recorder-based project,
+    and its grouped face (:class:`failboard.drivers.base.GroupedExecutor`).
 
     ``resender`` makes the engine's :class:`Resender` on first use (a retry), so that delete and
     prune work without importing the project's app."""
@@ -110,6 +111,8 @@ class FailuresExecutor:
     ) -> None:
         self.project = project
         self.batch_size = max(1, batch_size)
+        self.group_size = self.batch_size
+        self.capabilities = replace(CAPABILITIES, grouped=True)
         if engine is None:
             engine = create_engine(url, timeout=30.0, what=f"project {project}")
         self._store = FailuresStore(project, url, table, engine)
@@ -131,19 +134,9 @@ class FailuresExecutor:
     def delete(self, job_ids: Sequence[str], progress: Progress = no_progress) -> ActionResult:
         """Forget the jobs; ids already gone count as missing."""
         keys = sqltable.unique(job_ids)
-        store = self._store
-        c = store.c
         tally = ResultTally()
         for batch in sqltable.chunks(keys, self.batch_size):
-            with store.errors(), immediate(store.engine) as connection:
-                rows = connection.execute(
-                    sa.select(c.id, c.job_id).where(store.mine, c.job_id.in_(batch))
-                ).all()
-                if rows:
-                    connection.execute(
-                        sa.delete(store.table).where(c.id.in_([row.id for row in rows]))
-                    )
-            found = {row.job_id for row in rows}
+            found = self._delete_batch(batch)
             tally.succeeded += len(found)
             tally.missing += len(batch) - len(found)
             progress(tally.done, len(keys))
@@ -190,6 +183,34 @@ class FailuresExecutor:
             progress(tally.done, total)
         return tally.result()
 
+    def retry_each(self, job_ids: Sequence[str]) -> dict[str, JobOutcome]:
+        """:meth:`retry`'s work for the jobs of several actions, answered per job. A broker that
+        cannot be reached raises after the batch's sent rows are deleted (a rerun counts them
+        missing), as :meth:`retry` does."""
+        c = self._store.c
+        answers: dict[str, JobOutcome] = {}
+        for batch in sqltable.chunks(sqltable.unique(job_ids), self.batch_size):
+            outcome = self._retry_batch(_Run(), batch, [c.job_id.in_(batch)])
+            failed = dict(outcome.failures)
+            sent = dict(outcome.lineage)
+            for key in batch:
+                if key in sent:
+                    answers[key] = JobOutcome("succeeded", new_id=sent[key])
+                elif key in failed:
+                    answers[key] = JobOutcome("failed", failed[key])
+                else:
+                    answers[key] = JobOutcome("missing")
+        return answers
+
+    def delete_each(self, job_ids: Sequence[str]) -> dict[str, JobOutcome]:
+        """:meth:`delete`'s work for the jobs of several actions, answered per job."""
+        answers: dict[str, JobOutcome] = {}
+        for batch in sqltable.chunks(sqltable.unique(job_ids), self.batch_size):
+            found = self._delete_batch(batch)
+            for key in batch:
+                answers[key] = JobOutcome("succeeded" if key in found else "missing")
+        return answers
+
     def close(self) -> None:
         if self._resender is not None:
             self._resender.close()
@@ -198,10 +219,23 @@ class FailuresExecutor:
 
     # -- batches ---------------------------------------------------------------------------
 
+    def _delete_batch(self, keys: list[str]) -> set[str]:
+        """Delete the rows of one batch of job ids; the ids that had rows."""
+        store = self._store
+        c = store.c
+        with store.errors(), immediate(store.engine) as connection:
+            rows = connection.execute(
+                sa.select(c.id, c.job_id).where(store.mine, c.job_id.in_(keys))
+            ).all()
+            if rows:
+                connection.execute(sa.delete(store.table).where(c.id.in_([row.id for row in rows])))
+        return {str(row.job_id) for row in rows}
+
     def _retry_batch(
         self, run: _Run, keys: list[str] | None, where: Sequence[sa.ColumnElement[bool]]
-    ) -> None:
-        """Send the jobs of one batch, then delete the rows sent, in one transaction.
+    ) -> _Outcome:
+        """Send the jobs of one batch, then delete the rows sent, in one transaction; what it
+        did (already counted in ``run``).
 
         ``keys`` are the job ids asked for (None when the batch is a walk over row ids, where a
         row gone meanwhile is simply not there)."""
@@ -241,7 +275,8 @@ class FailuresExecutor:
             outcome.apply(run)
             if stopped is not None:
                 raise stopped
-            return
+            return outcome
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _send(
         self, rows: Sequence[Any], keys: list[str] | None

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -31,13 +32,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from failboard.db import create_engine, immediate
 from failboard.drivers import sqltable
-from failboard.drivers.base import Progress, ResultTally, no_progress
+from failboard.drivers.base import JobOutcome, Progress, ResultTally, no_progress
 from failboard.drivers.laravel.options import CAPABILITIES, Options
 from failboard.drivers.laravel.outcome import Outcome, add_horizon_only, match, plan
 from failboard.drivers.laravel.redis_clients import RedisClients
 from failboard.drivers.laravel.schema import queue_jobs_table
 from failboard.drivers.laravel.store import FailedJobsStore, FailedTable
-from failboard.exceptions import StoreError
+from failboard.exceptions import StoreError, Unsupported
 from failboard.models import ActionResult
 
 __all__ = ["LaravelExecutor"]
@@ -49,8 +50,18 @@ class _Raced(Exception):
     """Another agent changed the rows between our read and our delete: redo the batch."""
 
 
+class _PushedNotCommitted(StoreError):
+    """The batch's Redis jobs went out but its transaction did not commit."""
+
+    def __init__(self, message: str, outcome: Outcome) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
 class LaravelExecutor:
-    """The Executor (see :class:`failboard.drivers.base.Executor`) of one Laravel application."""
+    """The Executor (see :class:`failboard.drivers.base.Executor`) of one Laravel application,
+    and its grouped face (:class:`failboard.drivers.base.GroupedExecutor`) unless ``horizon``
+    (Horizon's retry answers for a batch, not per job)."""
 
     capabilities = CAPABILITIES
 
@@ -67,6 +78,8 @@ class LaravelExecutor:
         self.project = project
         self.options = options or Options()
         self.batch_size = max(1, batch_size)
+        self.group_size = self.batch_size
+        self.capabilities = replace(CAPABILITIES, grouped=not self.options.horizon)
         self._clock = clock
         if engine is None:
             engine = create_engine(url, timeout=30.0, what=f"project {project}")
@@ -84,7 +97,7 @@ class LaravelExecutor:
         if self._refused(tally, keys):
             return tally.result()
         for batch in _chunks(keys, self.batch_size):
-            self._retry_batch(tally, batch, ())
+            self._retry_batch(batch, ()).apply(tally)
             progress(tally.done, len(keys))
         return tally.result()
 
@@ -117,7 +130,7 @@ class LaravelExecutor:
         if self._refused(tally, None, count=total):
             return tally.result()
         for batch in store.newest_first(scope, self.batch_size):
-            self._retry_batch(tally, [str(i) for i in batch], scope)
+            self._retry_batch([str(i) for i in batch], scope).apply(tally)
             progress(tally.done, total)
         return tally.result()
 
@@ -144,11 +157,39 @@ class LaravelExecutor:
         self._store.close()
         self._redis.close()
 
+    # -- GroupedExecutor -------------------------------------------------------------------
+
+    def retry_each(self, job_ids: Sequence[str]) -> dict[str, JobOutcome]:
+        """:meth:`retry`'s work for the jobs of several actions, answered per job: one
+        transaction per ``batch_size`` ids (the agent passes at most one batch)."""
+        self._no_horizon()
+        answers: dict[str, JobOutcome] = {}
+        for batch in _chunks(_unique(job_ids), self.batch_size):
+            try:
+                outcome = self._retry_batch(batch, ())
+            except _PushedNotCommitted as exc:
+                # Not raised: running the actions again alone would push these jobs twice.
+                outcome = exc.outcome
+                for key, answer in list(outcome.each.items()):
+                    if answer.status == "succeeded":
+                        outcome.each[key] = JobOutcome("failed", exc.message)
+            answers.update(outcome.each)
+        return answers
+
+    def delete_each(self, job_ids: Sequence[str]) -> dict[str, JobOutcome]:
+        """:meth:`delete`'s work for the jobs of several actions, answered per job."""
+        self._no_horizon()
+        answers: dict[str, JobOutcome] = {}
+        for batch in _chunks(_unique(job_ids), self.batch_size):
+            found, _ = self._delete_rows(batch)
+            for key, row in found:
+                answers[key] = JobOutcome("succeeded" if row is not None else "missing")
+        return answers
+
     # -- batches ---------------------------------------------------------------------------
 
-    def _retry_batch(
-        self, tally: ResultTally, keys: list[str], scope: Sequence[sa.ColumnElement[bool]]
-    ) -> None:
+    def _retry_batch(self, keys: list[str], scope: Sequence[sa.ColumnElement[bool]]) -> Outcome:
+        """Retry one batch; what it did, once committed (the caller counts it)."""
         store = self._store
         t = store.table()
         c = t.c
@@ -181,10 +222,11 @@ class LaravelExecutor:
                         pushed_to_redis = self._push_redis(outcome)
             except (_Raced, StoreError) as exc:
                 if pushed_to_redis:
-                    raise StoreError(
+                    raise _PushedNotCommitted(
                         f"{store.what}: the jobs were pushed to Redis but removing their "
                         f"failed_jobs rows did not commit ({exc}); they may run again if "
-                        "retried again"
+                        "retried again",
+                        outcome,
                     ) from exc
                 if attempt + 1 < ATTEMPTS and _transient(exc):
                     time.sleep(0.05 * (attempt + 1))
@@ -192,8 +234,8 @@ class LaravelExecutor:
                 if isinstance(exc, _Raced):
                     raise _gave_up(store.what) from None
                 raise
-            outcome.apply(tally)
-            return
+            return outcome
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _push_redis(self, outcome: Outcome) -> bool:
         if not outcome.redis and not outcome.horizon:
@@ -215,6 +257,14 @@ class LaravelExecutor:
         add_horizon_only(self.options, outcome, records)
 
     def _delete_batch(self, tally: ResultTally, keys: list[str]) -> None:
+        found, horizon_only = self._delete_rows(keys)
+        deleted = sum(1 for _, row in found if row is not None)
+        tally.succeeded += deleted + horizon_only
+        tally.missing += len(keys) - deleted - horizon_only
+
+    def _delete_rows(self, keys: list[str]) -> tuple[list[tuple[str, Any]], int]:
+        """Delete one batch: each key with its deleted row (None when gone), and how many
+        jobs only Horizon had (forgotten there)."""
         store = self._store
         t = store.table()
         c = t.c
@@ -228,7 +278,8 @@ class LaravelExecutor:
                         .order_by(c.id)
                         .with_for_update()
                     ).all()
-                    found = [row for _, row in match(t, keys, rows) if row is not None]
+                    matched = match(t, keys, rows)
+                    found = [row for _, row in matched if row is not None]
                     ids = [row.id for row in found]
                     if ids:
                         gone = connection.execute(sa.delete(t.table).where(c.id.in_(ids))).rowcount
@@ -242,9 +293,8 @@ class LaravelExecutor:
                 if isinstance(exc, _Raced):
                     raise _gave_up(store.what) from None
                 raise
-            tally.succeeded += len(ids) + horizon_only
-            tally.missing += len(keys) - len(ids) - horizon_only
-            return
+            return matched, horizon_only
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _forget_horizon(self, t: FailedTable, keys: list[str], found: list[Any]) -> int:
         """``horizon:forget``'s Redis half for every requested uuid (before the rows' delete
@@ -268,6 +318,12 @@ class LaravelExecutor:
         )
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _no_horizon(self) -> None:
+        # Horizon's retry counts a batch, not each job: no per-job answers (the agent, told by
+        # capabilities.grouped, runs such actions one by one).
+        if self.options.horizon:
+            raise Unsupported("grouped actions are not available with horizon = true")
 
     def _refused(self, tally: ResultTally, keys: list[str] | None, *, count: int = 0) -> bool:
         """Answer every job as failed when this configuration cannot work at all."""

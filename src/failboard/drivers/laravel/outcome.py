@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from failboard.drivers.base import ResultTally
+from failboard.drivers.base import JobOutcome, ResultTally
 from failboard.drivers.laravel.horizon import HorizonJob
 from failboard.drivers.laravel.options import Options
 from failboard.drivers.laravel.payload import PayloadError, reset_for_retry
@@ -36,9 +36,13 @@ class Outcome:
         self.missing_keys: list[str] = []  # not in the table: Horizon may still have them
         self.horizon_only = 0  # of self.horizon, jobs only Horizon had, retried
         self.failures: list[tuple[str, str]] = []
+        # Each requested key's answer, for the grouped face (the tally above is per batch).
+        self.each: dict[str, JobOutcome] = {}
 
-    def fail(self, job_id: str, reason: str) -> None:
+    def fail(self, job_id: str, reason: str, key: str | None = None) -> None:
         self.failures.append((job_id, reason))
+        if key is not None:
+            self.each[key] = JobOutcome("failed", reason, None if key == job_id else job_id)
 
     def apply(self, tally: ResultTally) -> None:
         tally.succeeded += len(self.pushed) + self.horizon_only
@@ -57,24 +61,26 @@ def plan(
         if row is None:
             outcome.missing += 1
             outcome.missing_keys.append(key)
+            outcome.each[key] = JobOutcome("missing")
             continue
         handle = t.handle(row)
         if row.connection in options.database_connections:
             kind = "database"
         elif row.connection in options.redis_connections:
             if options.redis_url is None:
-                outcome.fail(handle, no_redis_url(row.connection))
+                outcome.fail(handle, no_redis_url(row.connection), key)
                 continue
             kind = "horizon" if options.horizon and t.has_uuid and row.uuid else "redis"
         else:
-            outcome.fail(handle, unknown_connection(row.connection))
+            outcome.fail(handle, unknown_connection(row.connection), key)
             continue
         try:
             payload = reset_for_retry(row.payload, now)
         except PayloadError as exc:
-            outcome.fail(handle, f"{exc}; not retried")
+            outcome.fail(handle, f"{exc}; not retried", key)
             continue
         outcome.pushed.append(row.id)
+        outcome.each[key] = JobOutcome("succeeded")
         if kind == "database":
             outcome.pushes.append(jobs_row(row, payload, now))
         elif kind == "redis":

@@ -23,11 +23,12 @@ are enqueued; the scripts do not reproduce that bookkeeping, so such jobs are an
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import redis
 
-from failboard.drivers.base import Progress, ResultTally, no_progress
+from failboard.drivers.base import JobOutcome, Progress, ResultTally, no_progress
 from failboard.drivers.rq.options import CAPABILITIES, Options
 from failboard.drivers.rq.store import RqStore
 from failboard.models import ActionResult
@@ -38,6 +39,9 @@ SCRIPT_CHUNK = 500
 """Jobs per Lua script call: about 2-5 ms of Redis time."""
 
 MISSING, DONE, REFUSED = 0, 1, 2
+RATE_LIMITED = (
+    "rq 3 rate-limited job: requeue it with rq's API (FailedJobRegistry.requeue); not retried"
+)
 
 # ARGV: prefix, now (rq's timestamp format), queue ("" = the job's origin), job ids...
 # Returns one code per id: 0 missing, 1 requeued, 2 refused (rate limited, left in place).
@@ -102,7 +106,10 @@ return out
 
 
 class RqExecutor:
-    """The Executor (see :class:`failboard.drivers.base.Executor`) of one RQ project."""
+    """The Executor (see :class:`failboard.drivers.base.Executor`) of one RQ project, and its
+    grouped face (:class:`failboard.drivers.base.GroupedExecutor`): each chunk is one atomic
+    script, so a Redis error raises with the chunks before it done (a rerun counts them
+    missing)."""
 
     capabilities = CAPABILITIES
 
@@ -119,6 +126,8 @@ class RqExecutor:
         self.options = options or Options()
         self.batch_size = max(1, batch_size)
         self._chunk = min(self.batch_size, SCRIPT_CHUNK)
+        self.group_size = self.batch_size
+        self.capabilities = replace(CAPABILITIES, grouped=True)
         self._store = RqStore(project, url, self.options, timeout=30.0, client=client)
         self._retry = self._store.redis.register_script(_RETRY)
         self._delete = self._store.redis.register_script(_DELETE)
@@ -140,11 +149,9 @@ class RqExecutor:
         ids = _unique(job_ids)
         tally = ResultTally()
         for chunk in _chunks(ids, self._chunk):
-            codes = self._run_delete(chunk, "")
-            orphans = [job_id for job_id, code in zip(chunk, codes, strict=True) if code == -1]
-            removed = self._delete_orphans(orphans) if orphans else 0
-            tally.succeeded += codes.count(DONE) + removed
-            tally.missing += codes.count(MISSING) + len(orphans) - removed
+            done = self._delete_chunk(chunk)
+            tally.succeeded += sum(done)
+            tally.missing += len(done) - sum(done)
             progress(tally.done, len(ids))
         return tally.result()
 
@@ -190,8 +197,39 @@ class RqExecutor:
                 progress(tally.done, total)
         return tally.result()
 
+    def retry_each(self, job_ids: Sequence[str]) -> dict[str, JobOutcome]:
+        """:meth:`retry`'s work for the jobs of several actions, answered per job."""
+        answers: dict[str, JobOutcome] = {}
+        for chunk in _chunks(_unique(job_ids), self._chunk):
+            for job_id, code in zip(chunk, self._run_retry(chunk, ""), strict=True):
+                if code == DONE:
+                    answers[job_id] = JobOutcome("succeeded")
+                elif code == REFUSED:
+                    answers[job_id] = JobOutcome("failed", RATE_LIMITED)
+                else:
+                    answers[job_id] = JobOutcome("missing")
+        return answers
+
+    def delete_each(self, job_ids: Sequence[str]) -> dict[str, JobOutcome]:
+        """:meth:`delete`'s work for the jobs of several actions, answered per job."""
+        answers: dict[str, JobOutcome] = {}
+        for chunk in _chunks(_unique(job_ids), self._chunk):
+            for job_id, done in zip(chunk, self._delete_chunk(chunk), strict=True):
+                answers[job_id] = JobOutcome("succeeded" if done else "missing")
+        return answers
+
     def close(self) -> None:
         self._store.close()
+
+    def _delete_chunk(self, ids: list[str]) -> list[bool]:
+        """Delete one chunk of jobs; whether each was there."""
+        codes = self._run_delete(ids, "")
+        orphans = [job_id for job_id, code in zip(ids, codes, strict=True) if code == -1]
+        removed = dict(zip(orphans, self._delete_orphans(orphans), strict=True)) if orphans else {}
+        return [
+            code == DONE or removed.get(job_id, False)
+            for job_id, code in zip(ids, codes, strict=True)
+        ]
 
     # -- batches ---------------------------------------------------------------------------
 
@@ -211,16 +249,13 @@ class RqExecutor:
             if code == DONE:
                 tally.succeeded += 1
             elif code == REFUSED:
-                tally.fail(
-                    job_id,
-                    "rq 3 rate-limited job: requeue it with rq's API "
-                    "(FailedJobRegistry.requeue); not retried",
-                )
+                tally.fail(job_id, RATE_LIMITED)
             else:
                 tally.missing += 1
 
-    def _delete_orphans(self, ids: list[str]) -> int:
-        """Jobs whose hash is gone: remove their entry from whichever registry holds it."""
+    def _delete_orphans(self, ids: list[str]) -> list[bool]:
+        """Jobs whose hash is gone: remove their entry from whichever registry holds it;
+        whether each was in one."""
         store = self._store
         with store.errors():
             queues = store.queue_names()
@@ -231,7 +266,7 @@ class RqExecutor:
                 pipe.delete(store.results(job_id))
             replies = pipe.execute()
         step = len(queues) + 1
-        return sum(1 for i in range(len(ids)) if any(replies[i * step : i * step + len(queues)]))
+        return [any(replies[i * step : i * step + len(queues)]) for i in range(len(ids))]
 
     def _window(self, queue: str, bound: str, offset: int) -> list[str]:
         """The oldest ``batch`` ids of ``queue``'s registry up to ``bound``, past ``offset``."""
