@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import heapq
 import itertools
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime
@@ -50,21 +51,22 @@ class Aggregator:
         return list(dict.fromkeys(projects))
 
     def fan_out(
-        self, projects: Sequence[str], call: Callable[[Reader], T]
+        self, projects: Sequence[str], call: Callable[[Reader], T], timeout: float | None = None
     ) -> tuple[dict[str, T], list[ProjectError]]:
-        """``call(reader)`` for each project concurrently; results and per-project errors."""
+        """``call(reader)`` for each project concurrently; results and per-project errors.
+
+        Each call is bounded by ``timeout`` (the store timeout unless given)."""
+        timeout = self.timeout if timeout is None else timeout
         futures: dict[str, Future[T]] = {
             key: self._pool.submit(call, self.readers[key]) for key in projects
         }
-        wait(futures.values(), timeout=self.timeout)
+        wait(futures.values(), timeout=timeout)
         results: dict[str, T] = {}
         errors: list[ProjectError] = []
         for key, future in futures.items():
             if not future.done():
                 future.cancel()
-                errors.append(
-                    ProjectError(project=key, error=f"timed out after {self.timeout:g} s")
-                )
+                errors.append(ProjectError(project=key, error=f"timed out after {timeout:g} s"))
                 continue
             exc = future.exception()
             if exc is None:
@@ -97,6 +99,7 @@ class Aggregator:
                     pass
             return builtins.list(reader.list(sub))
 
+        started = time.monotonic()
         results, errors = self.fan_out(projects, read)
         newest = query.order == "newest"
         merged = heapq.merge(
@@ -110,7 +113,11 @@ class Aggregator:
         winners = builtins.list(itertools.islice(merged, query.limit + 1))
         more = len(winners) > query.limit
         winners = winners[: query.limit]
-        fetched, fetch_errors = self._fetch(winners)
+        # The page as a whole stays near the store timeout: the fetch gets what the first step
+        # left of it, but never less than a quarter (a dead store may have used all of it, and
+        # the healthy ones' fetch takes milliseconds).
+        left = max(self.timeout - (time.monotonic() - started), self.timeout / 4)
+        fetched, fetch_errors = self._fetch(winners, left)
         items: builtins.list[FailedJob] = []
         for _, key, row in winners:
             job = row if isinstance(row, FailedJob) else fetched.get((key, row.sort_key))
@@ -128,7 +135,7 @@ class Aggregator:
         return Page(items=tuple(items), next_cursor=next_cursor, errors=(*errors, *fetch_errors))
 
     def _fetch(
-        self, winners: Sequence[tuple[object, str, JobKey | FailedJob]]
+        self, winners: Sequence[tuple[object, str, JobKey | FailedJob]], timeout: float
     ) -> tuple[dict[tuple[str, str], FailedJob], builtins.list[ProjectError]]:
         """The rows of the winners that are positions only, one call per project that has any."""
         wanted: dict[str, builtins.list[str]] = {}
@@ -142,7 +149,7 @@ class Aggregator:
             assert isinstance(reader, KeyedReader)
             return reader.fetch(wanted[reader.project])
 
-        results, errors = self.fan_out(builtins.list(wanted), fetch)
+        results, errors = self.fan_out(builtins.list(wanted), fetch, timeout)
         rows = {(key, job.sort_key): job for key, jobs in results.items() for job in jobs}
         return rows, errors
 

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from failboard.aggregate import Aggregator
 from failboard.exceptions import InvalidRequest, NotFound
-from failboard.models import JobQuery
+from failboard.models import FailedJob, JobQuery
 from tests.unit.memory import KeyedMemoryReader, MemoryReader
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
@@ -88,6 +90,27 @@ def test_a_row_gone_between_the_steps_is_left_out_and_paging_goes_on() -> None:
         assert [job.id for job in second.items] == ["15", "14", "13", "12", "11"]
     finally:
         agg.close()
+
+
+def test_a_slow_fetch_is_cut_near_the_store_timeout_and_reported() -> None:
+    slow = KeyedMemoryReader("slow", _rows(1, 10))
+    fast = KeyedMemoryReader("fast", _rows(2, 10))
+    fetch = slow.fetch
+
+    def sleepy(sort_keys: Sequence[str]) -> list[FailedJob]:
+        time.sleep(1.5)
+        return fetch(sort_keys)
+
+    slow.fetch = sleepy  # type: ignore[method-assign]
+    agg = Aggregator({"slow": slow, "fast": fast}, timeout=0.4)
+    try:
+        started = time.monotonic()
+        page = agg.list(JobQuery(limit=10))
+        assert time.monotonic() - started < 0.9
+    finally:
+        agg.close()
+    assert page.items and {job.project for job in page.items} == {"fast"}
+    assert [e.project for e in page.errors] == ["slow"]
 
 
 def test_an_unreachable_project_is_reported_and_the_others_answer() -> None:
