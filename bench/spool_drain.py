@@ -41,7 +41,17 @@ PROJECT = "bench"
 DATABASE = "fb_bench_drain"
 DRAIN_TIMEOUT = 900.0
 TARGET_RATE = 1_000.0
-OPS = ("claim", "heartbeat", "executor.retry", "progress", "complete", "settle", "record_agent")
+DEFAULT_LIMIT = 10  # the agent's own default
+OPS = (
+    "claim",
+    "heartbeat",
+    "executor.retry",
+    "executor.retry_each",
+    "progress",
+    "complete",
+    "settle",
+    "record_agent",
+)
 
 
 def _seed(url: str, count: int) -> list[str]:
@@ -167,9 +177,9 @@ def _timings(files: list[str]) -> dict[str, object]:
     }
 
 
-def _drain(kind: Kind, count: int, agents_n: int) -> Result:
+def _drain(kind: Kind, count: int, agents_n: int, limit: int) -> Result:
     url = recreate_database(kind, DATABASE)
-    log(f"spool: {agents_n} agents draining {count:,} retry actions on {kind}")
+    log(f"spool: {agents_n} agents (limit {limit}) draining {count:,} retry actions on {kind}")
     uuids = _seed(url, count)
     spool = Spool(url)
     outs = [str(DATA_DIR / f"drain-{kind}-{n}.json") for n in range(agents_n)]
@@ -178,7 +188,10 @@ def _drain(kind: Kind, count: int, agents_n: int) -> Result:
         for uuid in uuids:
             spool.submit(PROJECT, ActionKind.RETRY, {"job_ids": [uuid]})
         config = write_config(
-            DATA_DIR / f"drain-{kind}.toml", url, [(PROJECT, url)], agent="interval_seconds = 0.2"
+            DATA_DIR / f"drain-{kind}.toml",
+            url,
+            [(PROJECT, url)],
+            agent=f"interval_seconds = 0.2\nlimit = {limit}",
         )
         for out in outs:
             if os.path.exists(out):
@@ -219,7 +232,8 @@ def _drain(kind: Kind, count: int, agents_n: int) -> Result:
     log(f"  {rate:,.0f} actions/s; duplicates {duplicates}, lost {lost}; {ledger}; {split}")
     target = TARGET_RATE if kind == "postgres" else None
     return Result(
-        f"spool: {agents_n} agents, {count:,} actions",
+        f"spool: {agents_n} agents, {count:,} actions"
+        + (f", limit {limit}" if limit != DEFAULT_LIMIT else ""),
         "PostgreSQL" if kind == "postgres" else "MariaDB",
         f"{rate:,.0f} actions/s; claim {ms(claim['median_s'])} (p95 {ms(claim['p95_s'])})",
         "0 dup, 0 lost" + (", ≥ 1,000/s" if target else ""),
@@ -234,6 +248,8 @@ def _drain(kind: Kind, count: int, agents_n: int) -> Result:
         {
             **ledger,
             "kind": kind,
+            "limit": limit,
+            "load": os.getloadavg(),
             "rate": rate,
             "wall_s": wall,
             "exit_codes": codes,
@@ -242,7 +258,19 @@ def _drain(kind: Kind, count: int, agents_n: int) -> Result:
     )
 
 
-def run(quick: bool = False, agents: int | None = None, count: int | None = None) -> list[Result]:
-    agents = agents or (4 if quick else AGENTS)
+def run(
+    quick: bool = False,
+    agents: int | None = None,
+    count: int | None = None,
+    limit: int | None = None,
+) -> list[Result]:
+    """Both servers. ``FAILBOARD_BENCH_DRAIN_AGENTS`` / ``_LIMIT`` / ``_KINDS`` (comma-separated
+    ``postgres,mysql``) change the agent count, the agents' ``[agent] limit`` and the servers
+    for a run of ``--only spool`` without changing the issue's default case."""
+    env = os.environ.get
+    agents = agents or int(env("FAILBOARD_BENCH_DRAIN_AGENTS", "0")) or (4 if quick else AGENTS)
     count = count or (500 if quick else 10_000)
-    return [_drain("postgres", count, agents), _drain("mysql", count, agents)]
+    limit = limit or int(env("FAILBOARD_BENCH_DRAIN_LIMIT", "0")) or DEFAULT_LIMIT
+    wanted = env("FAILBOARD_BENCH_DRAIN_KINDS", "postgres,mysql").split(",")
+    kinds: list[Kind] = [kind for kind in ("postgres", "mysql") if kind in wanted]
+    return [_drain(kind, count, agents, limit) for kind in kinds]

@@ -4,8 +4,9 @@
 
 Runs the real CLI in this process after wrapping ``Spool.claim``, ``heartbeat``, ``progress``,
 ``complete``, ``settle`` (the outcomes of a pass, together), ``record_agent`` and the
-executor's ``retry``; at exit it writes, per operation, every call's duration (seconds) and,
-for claims, how many actions each returned. Nothing else changes: the agent loop, its threads
+executor's ``retry`` and ``retry_each`` (a pass's one-job retries, grouped); at exit it
+writes, per operation, every call's duration (seconds) and, for claims, how many actions each
+returned. Nothing else changes: the agent loop, its threads
 and its SQL are failboard's own. The wrappers are set on the classes, so the heartbeat
 thread's calls are timed too.
 """
@@ -52,6 +53,8 @@ def main() -> None:
         if hasattr(Spool, name):  # settle: since the batched outcomes (a snapshot may predate it)
             _wrap(Spool, name, name)
     _wrap(LaravelExecutor, "retry", "executor.retry")
+    if hasattr(LaravelExecutor, "retry_each"):  # the grouped face (a snapshot may predate it)
+        _wrap(LaravelExecutor, "retry_each", "executor.retry_each")
     claim = Spool.claim
 
     def counted(self: Spool, *args: Any, **kwargs: Any) -> Any:
@@ -62,7 +65,7 @@ def main() -> None:
             _CLAIMED.append(len(actions))
         return actions
 
-    Spool.claim = counted  # type: ignore[method-assign]
+    Spool.claim = counted  # type: ignore[method-assign,assignment]
 
     def dump() -> None:
         with open(out, "w", encoding="utf-8") as f:
