@@ -22,7 +22,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from failboard.auth import Directory, Permission, Principal
 from failboard.exceptions import LeaseLost, NotFound
@@ -30,13 +30,17 @@ from failboard.models import Action, ActionResult, UtcDateTime
 from failboard.spool import Outcome, Settled, Spool
 from failboard.spool.agents import MAX_CLAIM
 from failboard.spool.settle import MAX_SETTLE
+from failboard.web.params import MAX_ID, ActionId
+from failboard.web.problems import ERRORS, Problem
 
 __all__ = ["ClaimedAction", "router"]
 
 T = TypeVar("T")
 
 PREFIX = "/api/v1/agent"
-router = APIRouter(prefix=PREFIX, tags=["agent"])
+# A claim taken back answers 409 (the fenced calls).
+AGENT_ERRORS = {**ERRORS, 409: {"model": Problem, "description": "The claim was taken back."}}
+router = APIRouter(prefix=PREFIX, tags=["agent"], responses=AGENT_ERRORS)
 _bearer = HTTPBearer(auto_error=False, description="An agent token (role agent, one project).")
 
 
@@ -95,6 +99,15 @@ class SettleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     outcomes: list[Outcome] = Field(min_length=1, max_length=MAX_SETTLE)
+
+    @field_validator("outcomes")
+    @classmethod
+    def _ids_fit(cls, outcomes: list[Outcome]) -> list[Outcome]:
+        # An id past BIGINT would overflow the spool's driver (a 500), not find no action.
+        for outcome in outcomes:
+            if not 1 <= outcome.action_id <= MAX_ID:
+                raise ValueError(f"action_id {outcome.action_id}: not an action id")
+        return outcomes
 
 
 class Now(BaseModel):
@@ -189,7 +202,7 @@ def claim(request: Request, principal: AgentToken, body: ClaimRequest) -> list[d
 
 @router.post("/actions/{action_id}/heartbeat", response_model=HeartbeatAnswer)
 def heartbeat(
-    request: Request, principal: AgentToken, action_id: int, body: Fenced
+    request: Request, principal: AgentToken, action_id: ActionId, body: Fenced
 ) -> HeartbeatAnswer:
     spool = _own(request, principal, action_id)
     until: datetime = _fenced(lambda: spool.heartbeat(action_id, body.claim_token))
@@ -198,7 +211,7 @@ def heartbeat(
 
 @router.post("/actions/{action_id}/progress", status_code=204)
 def progress(
-    request: Request, principal: AgentToken, action_id: int, body: ProgressRequest
+    request: Request, principal: AgentToken, action_id: ActionId, body: ProgressRequest
 ) -> None:
     spool = _own(request, principal, action_id)
     _fenced(lambda: spool.progress(action_id, body.claim_token, body.done, body.total))
@@ -206,7 +219,7 @@ def progress(
 
 @router.post("/actions/{action_id}/complete", response_model=Action)
 def complete(
-    request: Request, principal: AgentToken, action_id: int, body: CompleteRequest
+    request: Request, principal: AgentToken, action_id: ActionId, body: CompleteRequest
 ) -> Action:
     spool = _own(request, principal, action_id)
     return _fenced(lambda: spool.complete(action_id, body.claim_token, body.result))
@@ -221,7 +234,7 @@ def settle(request: Request, principal: AgentToken, body: SettleRequest) -> list
 
 
 @router.post("/actions/{action_id}/fail", response_model=Action)
-def fail(request: Request, principal: AgentToken, action_id: int, body: FailRequest) -> Action:
+def fail(request: Request, principal: AgentToken, action_id: ActionId, body: FailRequest) -> Action:
     spool = _own(request, principal, action_id)
     return _fenced(
         lambda: spool.fail(action_id, body.claim_token, body.error, retryable=body.retryable)
@@ -230,7 +243,7 @@ def fail(request: Request, principal: AgentToken, action_id: int, body: FailRequ
 
 @router.post("/actions/{action_id}/release", response_model=Action)
 def release(
-    request: Request, principal: AgentToken, action_id: int, body: ReleaseRequest
+    request: Request, principal: AgentToken, action_id: ActionId, body: ReleaseRequest
 ) -> Action:
     spool = _own(request, principal, action_id)
     return _fenced(lambda: spool.release(action_id, body.claim_token, body.note))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -26,6 +25,8 @@ from failboard.models import (
 )
 from failboard.web import access
 from failboard.web.metrics import render_metrics
+from failboard.web.params import ActionId, Moment
+from failboard.web.problems import ERRORS, WRITE_ERRORS, Problem
 
 __all__ = ["router"]
 
@@ -57,7 +58,7 @@ class ActionRequest(BaseModel):
     action: ActionKind
     job_ids: list[str] | None = Field(default=None, max_length=MAX_JOB_IDS)
     queue: str | None = None
-    failed_before: datetime | None = None
+    failed_before: Moment | None = None
     hours: float | None = None
     idempotency_key: str | None = Field(default=None, max_length=128)
 
@@ -82,7 +83,15 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+@router.get(
+    "/metrics",
+    tags=["ops"],
+    response_class=PlainTextResponse,
+    # Refusals are JSON, like every other route's.
+    responses={
+        code: {"model": Problem, "content": {"application/json": {}}} for code in (401, 403)
+    },
+)
 def metrics(request: Request) -> Response:
     """Every project's numbers: for a principal that reads every project (a viewer token with
     ``projects = ["*"]`` for Prometheus), or anyone on a loopback dashboard without sign-in."""
@@ -92,14 +101,14 @@ def metrics(request: Request) -> Response:
     return Response(render_metrics(board_of(request)), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/api/v1/projects", tags=["projects"])
+@router.get("/api/v1/projects", tags=["projects"], responses=ERRORS)
 def list_projects(request: Request) -> list[dict[str, Any]]:
     who = access.principal(request)
     access.scope(request, ())
     return [s.to_json() for s in board_of(request).projects_status() if who.sees(s.key)]
 
 
-@router.get("/api/v1/jobs", tags=["jobs"], response_model=JobsPage)
+@router.get("/api/v1/jobs", tags=["jobs"], response_model=JobsPage, responses=ERRORS)
 def list_jobs(
     request: Request,
     project: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
@@ -108,8 +117,8 @@ def list_jobs(
     name: str | None = None,
     exception: str | None = None,
     q: str | None = None,
-    failed_after: datetime | None = None,
-    failed_before: datetime | None = None,
+    failed_after: Moment | None = None,
+    failed_before: Moment | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
     order: Order = "newest",
@@ -130,23 +139,34 @@ def list_jobs(
     return JobsPage(items=list(page.items), next_cursor=page.next_cursor, errors=list(page.errors))
 
 
-@router.get("/api/v1/jobs/{project}/{job_id:path}", tags=["jobs"], response_model=FailedJobDetail)
+@router.get(
+    "/api/v1/jobs/{project}/{job_id:path}",
+    tags=["jobs"],
+    response_model=FailedJobDetail,
+    responses=ERRORS,
+)
 def get_job(request: Request, project: str, job_id: str) -> FailedJobDetail:
     access.require(request, Permission.READ, project)
     return board_of(request).get_job(project, job_id)
 
 
-@router.get("/api/v1/groups", tags=["jobs"])
+@router.get("/api/v1/groups", tags=["jobs"], responses=ERRORS)
 def list_groups(
     request: Request,
     project: Annotated[list[str], Query()] = [],  # noqa: B006
-    since: datetime | None = None,
+    since: Moment | None = None,
 ) -> list[dict[str, Any]]:
     groups, _errors = board_of(request).groups(access.scope(request, project), since)
     return [group.to_json() for group in groups]
 
 
-@router.post("/api/v1/actions", tags=["actions"], status_code=202, response_model=Action)
+@router.post(
+    "/api/v1/actions",
+    tags=["actions"],
+    status_code=202,
+    response_model=Action,
+    responses=WRITE_ERRORS,
+)
 def create_action(request: Request, body: ActionRequest, response: Response) -> Action:
     params = body.params()
     access.require(request, access.permission_for(body.action, params), body.project)
@@ -161,7 +181,7 @@ def create_action(request: Request, body: ActionRequest, response: Response) -> 
     return action
 
 
-@router.get("/api/v1/actions", tags=["actions"], response_model=list[Action])
+@router.get("/api/v1/actions", tags=["actions"], response_model=list[Action], responses=ERRORS)
 def list_actions(
     request: Request,
     project: Annotated[list[str], Query()] = [],  # noqa: B006
@@ -172,13 +192,20 @@ def list_actions(
     return board_of(request).actions(project=keys or None, status=status, limit=limit)
 
 
-@router.get("/api/v1/actions/{action_id}", tags=["actions"], response_model=Action)
-def get_action(request: Request, action_id: int) -> Action:
+@router.get(
+    "/api/v1/actions/{action_id}", tags=["actions"], response_model=Action, responses=ERRORS
+)
+def get_action(request: Request, action_id: ActionId) -> Action:
     return access.visible_action(request, board_of(request).action(action_id))
 
 
-@router.post("/api/v1/actions/{action_id}/cancel", tags=["actions"], response_model=Action)
-def cancel_action(request: Request, action_id: int) -> Action:
+@router.post(
+    "/api/v1/actions/{action_id}/cancel",
+    tags=["actions"],
+    response_model=Action,
+    responses=WRITE_ERRORS,
+)
+def cancel_action(request: Request, action_id: ActionId) -> Action:
     board = board_of(request)
     found = access.visible_action(request, board.action(action_id))
     access.require(request, Permission.ACT, found.project)
