@@ -7,6 +7,7 @@ Outside CI a missing chromium skips these tests with how to install it; under CI
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 import uvicorn
 
+from failboard.board import Board
 from failboard.config import load_settings
 from failboard.db import create_engine
 from failboard.demo import seed_demo
@@ -42,9 +44,32 @@ ARGS = [
     "--disable-sync",
 ]
 
+# The hostile corpus: what careless or malicious producers put in the fields a page shows.
+SCRIPT = "<script>alert('script')</script>"
+BREAKER = "\"'><img src=x onerror=alert('attr')>"
+JS_URL = "javascript:alert('url')"
+RTL = "invoice\u202egnp.exe"  # shows as "invoiceexe.png" unless kept as text
+ZWJ = "pay\u200dpal\u200b.com"  # zero-width joiner and space
+HOMOGLYPH = "\u0430dmin\u0455"  # Cyrillic a and dze: "admins" to the eye
+COMBINING = "Z\u0351\u0364\u036ba\u0358\u0301l\u0489g\u0300o"  # stacked marks
+LONG = "L" * 20_000  # one token, no break opportunity
+
 HOSTILE_NAME = "<script>alert('name')</script>"
-HOSTILE_QUEUE = '"><img src=x onerror=alert(2)>'
+HOSTILE_QUEUE = "\"'><img src=x onerror=alert(2)>"
 HOSTILE_MESSAGE = "<img src=x onerror=alert('msg')> see javascript:alert(3)"
+HOSTILE_CONNECTION = "javascript:alert('connection')"
+# PHP 5's "exception 'Class' with message …" takes any class text but a quote.
+HOSTILE_CLASS = 'App\\Evil"><svg/onload=alert(8)><script>alert(11)</script>\u202eEvil'
+HOSTILE_PROJECT = f"Hostile {SCRIPT}{BREAKER} {RTL}"
+UNICODE_NAME = f"App\\Jobs\\{HOMOGLYPH}{ZWJ}"
+UNICODE_MESSAGE = f"{COMBINING} {RTL} {ZWJ}"
+LONG_NAME = "App\\Jobs\\" + "N" * 2_000
+LONG_QUEUE = "q" * 500
+BAD_BYTES_NAME = "App\\Jobs\\B\ufffdytes<script>alert(9)</script>"  # as shown: U+FFFD
+ACTION_REQUESTER = f"{BREAKER}{SCRIPT}"
+ACTION_CLAIMER = f"{JS_URL} {RTL}"
+ACTION_ERROR = f"{SCRIPT} {BREAKER} {JS_URL} {COMBINING} " + "E" * 3_000
+ACTION_QUEUE = f"{SCRIPT}{HOMOGLYPH}"
 
 
 def _chromium() -> str:
@@ -65,47 +90,113 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
     return {**browser_type_launch_args, "executable_path": _chromium(), "args": ARGS}
 
 
+def _row(
+    name: str,
+    *,
+    queue: str = "default",
+    connection: str = "database",
+    properties: dict[str, Any] | None = None,
+    exception: str,
+    minutes: int,
+) -> dict[str, Any]:
+    job_uuid = str(uuid.uuid4())
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    return {
+        "uuid": job_uuid,
+        "connection": connection,
+        "queue": queue,
+        "payload": laravel_payload.build_payload(name, uuid=job_uuid, properties=properties),
+        "exception": exception,
+        "failed_at": now - timedelta(minutes=minutes),
+    }
+
+
+def _php(message: str, klass: str = "RuntimeException", trace: str = "#0 {main}") -> str:
+    return f"{klass}: {message} in /app/x.php:1\nStack trace:\n{trace}"
+
+
 def _hostile_project(path: Path) -> str:
     url = f"sqlite:///{path}"
     engine = create_engine(url)
     laravel_schema.create_tables(engine)
-    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     trace = "\n".join(f"#{i} /app/vendor/<b>x</b>.php({i}): call()" for i in range(10_000))
-    rows = []
-    specs: list[tuple[str, str, dict[str, Any], str]] = [
-        (HOSTILE_NAME, "default", {"url": "javascript:alert(4)"}, HOSTILE_MESSAGE),
-        ("App\\Jobs\\Plain", HOSTILE_QUEUE, {"html": "</pre><script>alert(5)</script>"}, "x"),
-        ("App\\Jobs\\Huge", "default", {"blob": "A" * 5_000_000}, "payload too large"),
-        ("App\\Jobs\\LongTrace", "default", {}, "deep stack"),
-        ("App\\Jobs\\Bytes", "default", {}, "bytes follow"),
+    tricks = {"rtl": RTL, "zwj": ZWJ, "homoglyph": HOMOGLYPH, "combining": COMBINING}
+    rows = [
+        _row(
+            HOSTILE_NAME,
+            connection=HOSTILE_CONNECTION,
+            properties={"url": "javascript:alert(4)", "breaker": BREAKER, "script": SCRIPT},
+            exception=_php(HOSTILE_MESSAGE),
+            minutes=1,
+        ),
+        _row(
+            "App\\Jobs\\Plain",
+            queue=HOSTILE_QUEUE,
+            connection=BREAKER,
+            properties={"html": "</pre><script>alert(5)</script>"},
+            exception=f"exception '{HOSTILE_CLASS}' with message 'x {BREAKER}' in /app/x.php:1",
+            minutes=2,
+        ),
+        _row(
+            "App\\Jobs\\Huge",
+            properties={"blob": "A" * 5_000_000},
+            exception=_php("payload too large"),
+            minutes=3,
+        ),
+        _row("App\\Jobs\\LongTrace", exception=_php("deep stack", trace=trace), minutes=4),
+        _row("App\\Jobs\\Bytes", exception=_php("bytes follow"), minutes=5),
+        _row(
+            UNICODE_NAME,
+            queue=RTL,
+            connection=ZWJ,
+            properties=tricks,
+            exception=_php(UNICODE_MESSAGE),
+            minutes=6,
+        ),
+        _row(
+            LONG_NAME,
+            queue=LONG_QUEUE,
+            connection="c" * 300,
+            properties={"note": LONG},
+            exception=_php(f"long {LONG}", trace=f"#0 /app/{LONG}.php(1): call()"),
+            minutes=7,
+        ),
     ]
-    for i, (name, queue, properties, message) in enumerate(specs):
-        job_uuid = str(uuid.uuid4())
-        exception = f"RuntimeException: {message} in /app/x.php:1\nStack trace:\n"
-        exception += trace if name.endswith("LongTrace") else "#0 {main}"
-        rows.append(
-            {
-                "uuid": job_uuid,
-                "connection": "database",
-                "queue": queue,
-                "payload": laravel_payload.build_payload(
-                    name, uuid=job_uuid, properties=properties
-                ),
-                "exception": exception,
-                "failed_at": now - timedelta(minutes=i + 1),
-            }
-        )
     with engine.begin() as connection:
         laravel_schema.insert_failed_jobs(connection, rows)
     engine.dispose()
-    # Invalid UTF-8, written as raw bytes the way a careless PHP app can store them.
+    # Invalid UTF-8, written as raw bytes the way a careless PHP app can store them: in the
+    # payload (the job's name comes from it), the exception, the queue and the connection.
+    bytes_row = rows[4]
+    payload = json.dumps(bytes_row["payload"]).encode()
+    payload = payload.replace(
+        b"App\\\\Jobs\\\\Bytes", b"App\\\\Jobs\\\\B\xffytes<script>alert(9)</script>"
+    )
+    assert b"\xff" in payload
     with sqlite3.connect(path) as raw:
         raw.execute(
-            "UPDATE failed_jobs SET exception = CAST(? AS TEXT) WHERE queue = 'default' "
-            "AND payload LIKE '%Bytes%'",
-            (b"RuntimeException: bad \xff\xfe bytes <script>alert(6)</script>\n#0",),
+            "UPDATE failed_jobs SET exception = CAST(? AS TEXT), payload = CAST(? AS TEXT), "
+            "queue = CAST(? AS TEXT), connection = CAST(? AS TEXT) WHERE uuid = ?",
+            (
+                b"RuntimeException: bad \xff\xfe bytes <script>alert(6)</script>\n#0",
+                payload,
+                b"q\xfe<script>alert(10)</script>",
+                b"c\xff\xfe",
+                bytes_row["uuid"],
+            ),
         )
     return url
+
+
+def _hostile_actions(board: Board) -> None:
+    """Actions whose requester, claimer, params and error are hostile, on the project that has
+    no agent (they stay as they are made)."""
+    spool = board.spool
+    spool.submit("down", "retry_queue", {"queue": ACTION_QUEUE}, requested_by=ACTION_REQUESTER)
+    spool.submit("down", "retry", {"job_ids": [SCRIPT]}, requested_by=ACTION_REQUESTER)
+    (claimed,) = spool.claim("down", ACTION_CLAIMER, 1)
+    assert claimed.claim_token is not None
+    spool.fail(claimed.id, claimed.claim_token, ACTION_ERROR, retryable=False)
 
 
 def _free_port() -> int:
@@ -123,7 +214,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     text += f"""
 [[projects]]
 key = "hostile"
-name = "Hostile <i>data</i>"
+name = {json.dumps(HOSTILE_PROJECT)}
 driver = "laravel"
 url = "{hostile}"
 agent = "inline"
@@ -137,9 +228,9 @@ url = "postgresql+psycopg://nobody:wrong@127.0.0.1:1/nothing"
     config.write_text(text)
     settings = load_settings(config)
     port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
+    app = create_app(settings)
+    _hostile_actions(app.state.board)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

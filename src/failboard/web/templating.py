@@ -60,13 +60,27 @@ def as_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+FIELD_LIMIT = 10_000
+
+
+def cut(text: str, limit: int = FIELD_LIMIT) -> str:
+    """The head of a field shown beside the payload (e.g. a job's serialized command, as big as
+    its payload): Chromium lays a multi-megabyte line out millions of pixels wide whatever the
+    CSS says, and the whole text is in the payload and its download anyway."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit:,} more characters: see the payload)"
+
+
 def query_string(params: list[tuple[str, str]], **extra: str) -> str:
     pairs = [(k, v) for k, v in params if k not in extra] + [(k, v) for k, v in extra.items() if v]
     return urlencode(pairs)
 
 
 env = templates.env
-env.filters.update(when=when, iso=iso, ago=ago, number=number, path_part=path_part, as_text=as_text)
+env.filters.update(
+    when=when, iso=iso, ago=ago, number=number, path_part=path_part, as_text=as_text, cut=cut
+)
 env.globals.update(query_string=query_string)
 
 
