@@ -7,6 +7,9 @@ process costs ~1.4 s of CPU just to start and again per restart), so this storm 
 actions (20,000 jobs) and 10 kills — 43 s at load 12, see docs/reliability.md. Since outcomes
 are settled per pass, a kill also lands between running actions and recording them: those
 re-run after the lease and must count their jobs as missing, never push them twice.
+A second shape runs 3,000 one-job actions, ten a pass, which the agents run as grouped executor
+calls (one store transaction per pass): a kill lands before, inside or after such a call, and
+its re-run must count the done jobs missing too.
 ``FAILBOARD_FAULT_AGENTS`` / ``_ACTIONS`` / ``_KILLS`` run it bigger on a bigger machine.
 """
 
@@ -21,6 +24,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from failboard.models import Action, ActionKind, ActionStatus
@@ -41,7 +45,13 @@ LIMIT = 2
 # project, i.e. within one poll interval (0.2 s) of an idle agent, or one pass (LIMIT actions)
 # of a busy one. SWEEP bounds that on a loaded 2-core machine.
 SWEEP = 5.0
-SCALE = f"{AGENTS} agents, {ACTIONS} actions x {JOBS_PER_ACTION} jobs, {KILLS} kill -9"
+# The grouped shape: one-job actions, ten a pass, run as one grouped executor call per pass
+# (one store transaction for ten actions), so kills land inside and after grouped calls too.
+GROUPED_ACTIONS = int(os.environ.get("FAILBOARD_FAULT_GROUPED_ACTIONS", "3000"))
+SHAPES = {
+    "batches": (ACTIONS, JOBS_PER_ACTION, BATCH, LIMIT),
+    "grouped": (GROUPED_ACTIONS, 1, 1000, 10),
+}
 
 
 def _all_actions(spool: Spool) -> list[Action]:
@@ -53,10 +63,13 @@ def _all_actions(spool: Spool) -> list[Action]:
     return found
 
 
-def test_random_kill9_storm_loses_nothing_and_doubles_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_random_kill9_storm_loses_nothing_and_doubles_nothing(tmp_path: Path, shape: str) -> None:
+    actions_n, per_action, batch, limit = SHAPES[shape]
+    scale = f"{AGENTS} agents, {actions_n} actions x {per_action} jobs, {KILLS} kill -9"
     rng = random.Random(8)
     with fresh_database("postgres") as url:
-        ids = seed(url, ACTIONS * JOBS_PER_ACTION)
+        ids = seed(url, actions_n * per_action)
         spool = spool_for(url, lease_seconds=LEASE, max_attempts=5)
         config = agent_config(
             tmp_path,
@@ -64,10 +77,10 @@ def test_random_kill9_storm_loses_nothing_and_doubles_nothing(tmp_path: Path) ->
             project_url=url,
             lease_seconds=LEASE,
             max_attempts=5,
-            limit=LIMIT,
-            batch_size=BATCH,
+            limit=limit,
+            batch_size=batch,
         )
-        chunks = [ids[i : i + JOBS_PER_ACTION] for i in range(0, len(ids), JOBS_PER_ACTION)]
+        chunks = [ids[i : i + per_action] for i in range(0, len(ids), per_action)]
         actions = [spool.submit("shop", ActionKind.RETRY, {"job_ids": c}) for c in chunks]
         wanted = {a.id: set(c) for a, c in zip(actions, chunks, strict=True)}
         a = spool.tables.actions
@@ -141,7 +154,7 @@ def test_random_kill9_storm_loses_nothing_and_doubles_nothing(tmp_path: Path) ->
 
         book = ledger(url)
         assert codes == [0] * AGENTS
-        assert len(final) == ACTIONS
+        assert len(final) == actions_n
         statuses = Counter(action.status for action in final)
         reaped = [ev for ev in events if ev.kind == EventKind.REAPED]
         outcomes = Counter(ev.action_id for ev in events if ev.kind in ("completed", "failed"))
@@ -155,7 +168,7 @@ def test_random_kill9_storm_loses_nothing_and_doubles_nothing(tmp_path: Path) ->
                 waits.append((ev.at.replace(tzinfo=UTC) - died).total_seconds())
         partial = sum(1 for x in final if x.result is not None and 0 < x.result.missing)
         print(
-            f"\n{SCALE}: {elapsed:.1f} s in all; {len(reaped)} actions taken back "
+            f"\n{scale}: {elapsed:.1f} s in all; {len(reaped)} actions taken back "
             f"({partial} of them half done: re-run, the done jobs counted missing), "
             f"taken back {min(waits, default=0):.1f}-{max(waits, default=0):.1f} s after the "
             f"kill (lease {LEASE} s); "
@@ -166,11 +179,11 @@ def test_random_kill9_storm_loses_nothing_and_doubles_nothing(tmp_path: Path) ->
         assert book.lost(ids) == []
         # Each action ended exactly once, completed (or failed after its attempts).
         assert set(statuses) <= {ActionStatus.COMPLETED, ActionStatus.FAILED}
-        assert max(outcomes.values()) == 1 and len(outcomes) == ACTIONS
+        assert max(outcomes.values()) == 1 and len(outcomes) == actions_n
         for action in final:
             if action.status is ActionStatus.COMPLETED:
                 assert action.result is not None
-                assert action.result.succeeded + action.result.missing == JOBS_PER_ACTION
+                assert action.result.succeeded + action.result.missing == per_action
             else:  # its jobs were pushed once or are still there to retry: never half-done
                 assert all(j in book.pushed or j in book.still_failed for j in wanted[action.id])
         assert sum(book.pushed.values()) + len(book.still_failed) == len(ids)
