@@ -19,6 +19,7 @@ import functools
 import json
 import os
 import random
+import signal
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -52,6 +53,24 @@ SHAPES = {
     "batches": (ACTIONS, JOBS_PER_ACTION, BATCH, LIMIT),
     "grouped": (GROUPED_ACTIONS, 1, 1000, 10),
 }
+
+
+def _exit_codes(running: list[AgentProcess], timeout: float) -> list[int]:
+    """Each agent's exit code after SIGTERM. One that does not exit in time is a bug: its
+    stacks (SIGUSR1, faulthandler) and log tail go into the failure."""
+    deadline = time.monotonic() + timeout
+    while any(agent.alive() for agent in running) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stuck = [agent for agent in running if agent.alive()]
+    for agent in stuck:
+        agent.process.send_signal(signal.SIGUSR1)
+    if stuck:
+        time.sleep(1.0)
+        tails = "\n\n".join(f"{agent.name_suffix}:\n{agent.output()[-6000:]}" for agent in stuck)
+        raise AssertionError(
+            f"{len(stuck)} agent(s) did not exit {timeout:g} s after SIGTERM:\n{tails}"
+        )
+    return [agent.process.wait() for agent in running]
 
 
 def _all_actions(spool: Spool) -> list[Action]:
@@ -139,7 +158,7 @@ def test_random_kill9_storm_loses_nothing_and_doubles_nothing(tmp_path: Path, sh
             elapsed = time.monotonic() - started
             for agent in running:
                 agent.terminate()
-            codes = [agent.process.wait(timeout=20) for agent in running]
+            codes = _exit_codes(running, timeout=60)
             final = _all_actions(spool)
             e = spool.tables.events
             with spool.engine.connect() as connection:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import ipaddress
 import logging
 import signal
@@ -142,6 +143,9 @@ def agent(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: how to see where a stuck agent
+    # is, without stopping it.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         if once:
             handled = worker.run_once()
