@@ -370,3 +370,6 @@ CASES: dict[str, Callable[[], AbstractContextManager[DriverCase]]] = {
     "huey-sqlite": lambda: huey_case("sqlite"),
     "huey-postgres": lambda: huey_case("postgres"),
 }
+
+UNGROUPED = frozenset({"dramatiq-redis"})
+"""Cases whose executor has no grouped face (the agent runs their actions one by one)."""

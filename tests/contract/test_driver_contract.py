@@ -215,14 +215,19 @@ def test_limit_is_respected(case: DriverCase, limit: int) -> None:
 
 def _grouped(case: DriverCase) -> GroupedExecutor:
     executor = case.executor
-    if not executor.capabilities.grouped:
-        pytest.skip("this driver has no grouped face (the agent runs its actions one by one)")
-    assert isinstance(executor, GroupedExecutor)
+    assert executor.capabilities.grouped and isinstance(executor, GroupedExecutor)
     assert executor.group_size >= 1
     return executor
 
 
-def test_grouped_retry_answers_each_job_like_retry(case: DriverCase) -> None:
+def test_the_grouped_flag_is_what_the_executor_offers(case: DriverCase) -> None:
+    # The agent trusts the flag: a driver must not claim the face without the methods.
+    offers = isinstance(case.executor, GroupedExecutor)
+    assert case.executor.capabilities.grouped == offers
+
+
+def test_grouped_retry_answers_each_job_like_retry(grouped_case: DriverCase) -> None:
+    case = grouped_case
     executor = _grouped(case)
     ids = case.make_failures(_specs())
     answers = executor.retry_each([ids[0], ids[3], "no-such-job", ids[0]])
@@ -238,7 +243,8 @@ def test_grouped_retry_answers_each_job_like_retry(case: DriverCase) -> None:
     assert len(case.reader.list(JobQuery())) == 3
 
 
-def test_grouped_delete_answers_each_job_like_delete(case: DriverCase) -> None:
+def test_grouped_delete_answers_each_job_like_delete(grouped_case: DriverCase) -> None:
+    case = grouped_case
     executor = _grouped(case)
     ids = case.make_failures(_specs())
     answers = executor.delete_each([ids[1], "nope", ids[2]])
