@@ -53,6 +53,9 @@ def test_concurrent_agents_claim_every_action_exactly_once(db_url: str) -> None:
                             mine.fail(action.id, action.claim_token, "transient")
                         else:
                             mine.complete(action.id, action.claim_token, ActionResult(succeeded=1))
+                    # Real agents spend time on their actions; without a pause one thread can win
+                    # every claim on SQLite (a single writer) and there would be no race to check.
+                    time.sleep(0.002)
         except BaseException as exc:  # reported by the assertion below, not by the thread
             errors.append(exc)
             stop.set()
