@@ -29,6 +29,12 @@ class Directory:
             return None
         return Principal.of(user.name, user.role, user.projects, "user")
 
+    def password_hash(self, name: str) -> str | None:
+        """The configured hash of user ``name`` (None for an unknown user or a proxy-only one):
+        what a session is bound to, so that changing a password ends its sessions."""
+        user = self._users.get(name)
+        return None if user is None else user.password_hash
+
     def authenticate(self, name: str, password: str) -> Principal | None:
         user = self._users.get(name)
         if user is None:

@@ -94,7 +94,6 @@ class Gate:
         self.codec = SessionCodec(secret, server.session_hours * 3600)
         self.secure_cookies = server.secure_cookies
         self.projects = tuple(project.key for project in settings.projects)
-        self._hashes = {user.name: user.password_hash for user in settings.users}
         self.throttle = LoginThrottle()
         # Called, in a worker thread, with (event, user name, client address) after each
         # sign-in attempt and sign-out (events: failboard.audit.AuditEvent.AUTH_*): the audit
@@ -102,7 +101,7 @@ class Gate:
         self.on_auth: list[Callable[[str, str, str], None]] = []
 
     def password_hash(self, user: str) -> str | None:
-        return self._hashes.get(user)
+        return self.directory.password_hash(user)
 
     def trusted_peer(self, connection: HTTPConnection) -> bool:
         """Whether the TCP peer is a configured proxy (uvicorn runs with proxy_headers off, so
@@ -147,9 +146,10 @@ class Gate:
         if name is not None:
             user = self.directory.user(name)
             return ANONYMOUS if user is None else dataclasses.replace(user, kind="proxy")
-        if session is not None and session.user is not None and session.user in self._hashes:
-            if self.codec.valid_for(session, self._hashes[session.user]):
-                return self.directory.user(session.user) or ANONYMOUS
+        if session is not None and session.user is not None:
+            user = self.directory.user(session.user)
+            if user is not None and self.codec.valid_for(session, self.password_hash(user.name)):
+                return user
         return ANONYMOUS
 
 
