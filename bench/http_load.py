@@ -27,7 +27,7 @@ import tempfile
 import time
 from typing import Any
 
-import httpx
+import httpx2
 
 from bench.results import percentile
 
@@ -46,7 +46,7 @@ end
 
 
 async def _client(
-    client: httpx.AsyncClient, url: str, until: float, latencies: list[float], errors: list[str]
+    client: httpx2.AsyncClient, url: str, until: float, latencies: list[float], errors: list[str]
 ) -> None:
     while time.perf_counter() < until:
         started = time.perf_counter()
@@ -56,7 +56,7 @@ async def _client(
             if response.status_code != 200:
                 errors.append(f"HTTP {response.status_code}")
                 continue
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             errors.append(type(exc).__name__)
             continue
         latencies.append(time.perf_counter() - started)
@@ -65,8 +65,8 @@ async def _client(
 async def _run(url: str, clients: int, seconds: float) -> dict[str, Any]:
     latencies: list[float] = []
     errors: list[str] = []
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=60.0) as client:
+    limits = httpx2.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx2.AsyncClient(limits=limits, timeout=60.0) as client:
         await client.get(url)  # one warm request, not counted
         started = time.perf_counter()
         until = started + seconds

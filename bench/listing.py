@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 
 from bench.fleet import PROJECTS, SCALES, Member, ensure_fleet, write_fleet_config
 from bench.http_load import load, load_wrk
@@ -102,7 +102,7 @@ def _sample(call: Callable[[], object], budget: Budget) -> list[float]:
     return samples
 
 
-def _get(client: httpx.Client, case: Case) -> httpx.Response:
+def _get(client: httpx2.Client, case: Case) -> httpx2.Response:
     response = client.get(case.path, params=case.params)
     response.raise_for_status()
     if case.html:
@@ -137,9 +137,9 @@ def _served(config: Path, log_name: str) -> Iterator[Served]:
             if process.poll() is not None:
                 raise RuntimeError(f"failboard serve exited; see {LOG_DIR / log_name}")
             try:
-                if httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200:
+                if httpx2.get(f"{base}/healthz", timeout=1.0).status_code == 200:
                     break
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"failboard serve did not answer; see {LOG_DIR / log_name}")
@@ -160,7 +160,7 @@ def _rss(pid: int) -> tuple[int, int]:
     return values["VmRSS"], values["VmHWM"]
 
 
-def _warm_up(client: httpx.Client) -> None:
+def _warm_up(client: httpx2.Client) -> None:
     """Open every project's pool (and reflect its table) before the first timed request."""
     for project in PROJECTS:
         for _ in range(2):
@@ -170,7 +170,7 @@ def _warm_up(client: httpx.Client) -> None:
 
 
 def _groups(
-    client: httpx.Client, budget: Budget
+    client: httpx2.Client, budget: Budget
 ) -> tuple[list[float], list[float], dict[str, Any]]:
     """Cold /groups scans (the cache expired before each) and cached answers; the API's view of
     the last scan (groups, whether counts are exact)."""
@@ -212,7 +212,7 @@ def _measure_size(
     log(f"listing: {label} ({len(members)} x {per_project:,})")
     with (
         _served(config, f"serve-fleet-{per_project}.log") as served,
-        httpx.Client(base_url=served.base, timeout=STORE_TIMEOUT + 10) as client,
+        httpx2.Client(base_url=served.base, timeout=STORE_TIMEOUT + 10) as client,
     ):
         _warm_up(client)
         for case in CASES:

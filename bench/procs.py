@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import httpx2
 
 from bench.services import DATA_DIR
 
@@ -153,9 +153,9 @@ def serve(config: Path, log_name: str = "serve.log") -> Iterator[str]:
             if process.poll() is not None:
                 raise RuntimeError(f"failboard serve exited; see {LOG_DIR / log_name}")
             try:
-                if httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200:
+                if httpx2.get(f"{base}/healthz", timeout=1.0).status_code == 200:
                     break
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"failboard serve did not answer; see {LOG_DIR / log_name}")

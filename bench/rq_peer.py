@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
+import httpx2
 import redis
 
 from bench.procs import LOG_DIR, free_port, serve, stop
@@ -93,7 +93,7 @@ def _floor(client: redis.Redis, queues: tuple[str, ...]) -> Callable[[], list[ob
 
 
 def _checked_get(
-    client: httpx.Client, path: str, key: str, rows: int = PAGE
+    client: httpx2.Client, path: str, key: str, rows: int = PAGE
 ) -> Callable[[], object]:
     def call() -> object:
         response = client.get(path)
@@ -123,9 +123,9 @@ def _dashboard(bin_dir: Path, url: str) -> tuple[subprocess.Popen[bytes], str]:
         if process.poll() is not None:
             raise RuntimeError(f"rq-dashboard exited; see {LOG_DIR / 'rq-dashboard.log'}")
         try:
-            if httpx.get(f"{base}/0/data/queues.json", timeout=2.0).status_code == 200:
+            if httpx2.get(f"{base}/0/data/queues.json", timeout=2.0).status_code == 200:
                 return process, base
-        except httpx.TransportError:
+        except httpx2.TransportError:
             pass
         if time.monotonic() > deadline:
             stop(process)
@@ -183,7 +183,7 @@ def run(quick: bool = False) -> list[Result]:
     log("rq side by side: failboard serve vs rq-dashboard, over HTTP")
     process, dash = _dashboard(bin_dir, big)
     try:
-        with serve(config, "serve-rq.log") as base, httpx.Client(timeout=30) as http:
+        with serve(config, "serve-rq.log") as base, httpx2.Client(timeout=30) as http:
             api = f"{base}/api/v1/jobs?limit={PAGE}"
             peer = f"{dash}/0/data/jobs/default/failed/{PAGE}/dsc/1.json"
             # rq-dashboard 0.9 answers per_page=50 with 49 rows (get_queue_registry_jobs_count
