@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import httpx2
 
 from bench.fleet import PROJECTS, SCALES, Member, ensure_fleet, write_fleet_config
 from bench.http_load import load, load_wrk
-from bench.procs import LOG_DIR, free_port, start, stop
+from bench.procs import served
 from bench.results import Result, log, ms, summary
 from bench.services import DATA_DIR, sqlite_url
 from failboard.grouping import GROUP_CACHE_SECONDS
@@ -117,38 +116,6 @@ def _get(client: httpx2.Client, case: Case) -> httpx2.Response:
     return response
 
 
-@dataclass(frozen=True, slots=True)
-class Served:
-    base: str
-    pid: int
-
-
-@contextmanager
-def _served(config: Path, log_name: str) -> Iterator[Served]:
-    """``failboard serve`` on a free loopback port, with its pid (for its RSS)."""
-    port = free_port()
-    process = start(
-        ["serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)], log_name
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"failboard serve exited; see {LOG_DIR / log_name}")
-            try:
-                if httpx2.get(f"{base}/healthz", timeout=1.0).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"failboard serve did not answer; see {LOG_DIR / log_name}")
-            time.sleep(0.1)
-        yield Served(base, process.pid)
-    finally:
-        stop(process)
-
-
 def _rss(pid: int) -> tuple[int, int]:
     """(VmRSS, VmHWM) of ``pid`` in bytes."""
     values = {}
@@ -211,8 +178,8 @@ def _measure_size(
     medians: dict[str, float] = {}
     log(f"listing: {label} ({len(members)} x {per_project:,})")
     with (
-        _served(config, f"serve-fleet-{per_project}.log") as served,
-        httpx2.Client(base_url=served.base, timeout=STORE_TIMEOUT + 10) as client,
+        served(config, f"serve-fleet-{per_project}.log") as server,
+        httpx2.Client(base_url=server.base, timeout=STORE_TIMEOUT + 10) as client,
     ):
         _warm_up(client)
         for case in CASES:
@@ -265,8 +232,8 @@ def _measure_size(
         )
         if load_seconds:
             for path in ("/api/v1/jobs", "/"):
-                results += _load(bench, served.base + path, path, load_seconds)
-        rss, peak = _rss(served.pid)
+                results += _load(bench, server.base + path, path, load_seconds)
+        rss, peak = _rss(server.pid)
     results.append(
         Result(
             bench,

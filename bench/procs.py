@@ -23,9 +23,11 @@ from bench.services import DATA_DIR
 
 __all__ = [
     "Measured",
+    "Served",
     "free_port",
     "run_measured",
     "serve",
+    "served",
     "start",
     "stop",
     "write_config",
@@ -139,9 +141,15 @@ def run_measured(command: Sequence[str], log_name: str, timeout: float = 900.0) 
     return Measured(process.returncode, wall, peak, usage.ru_utime + usage.ru_stime)
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    base: str  # http://127.0.0.1:PORT
+    pid: int  # the server process, for its RSS
+
+
 @contextmanager
-def serve(config: Path, log_name: str = "serve.log") -> Iterator[str]:
-    """``failboard serve`` on a free loopback port; yields its base URL once it answers."""
+def served(config: Path, log_name: str = "serve.log") -> Iterator[Served]:
+    """``failboard serve`` on a free loopback port; yields its URL and pid once it answers."""
     port = free_port()
     process = start(
         ["serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)], log_name
@@ -160,6 +168,13 @@ def serve(config: Path, log_name: str = "serve.log") -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"failboard serve did not answer; see {LOG_DIR / log_name}")
             time.sleep(0.1)
-        yield base
+        yield Served(base, process.pid)
     finally:
         stop(process)
+
+
+@contextmanager
+def serve(config: Path, log_name: str = "serve.log") -> Iterator[str]:
+    """:func:`served`, yielding only its base URL."""
+    with served(config, log_name) as server:
+        yield server.base
