@@ -22,7 +22,7 @@ from __future__ import annotations
 import builtins
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -61,7 +61,7 @@ class GroupScan:
     """Failures read per project (projects that answered)."""
     complete: dict[str, bool] = field(default_factory=dict)
     """Per project: True when the scan read every failure in range, not only the newest."""
-    at: float = 0.0  # time.monotonic() of the scan
+    at: float = 0.0  # the scan's clock (time.monotonic) when it ended
 
     @property
     def exact(self) -> bool:
@@ -76,10 +76,11 @@ def scan_groups(
     *,
     limit: int = GROUP_SCAN_LIMIT,
     seconds: float = GROUP_SCAN_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
 ) -> GroupScan:
-    """Read each project's newest failures (within ``limit`` rows and ``seconds``) and group
-    them by fingerprint, biggest group first."""
-    deadline = time.monotonic() + seconds
+    """Read each project's newest failures (within ``limit`` rows and ``seconds`` of
+    ``clock``) and group them by fingerprint, biggest group first."""
+    deadline = clock() + seconds
     complete: dict[str, bool] = {}
 
     def scan(reader: Reader) -> builtins.list[FailedJob]:
@@ -93,7 +94,7 @@ def scan_groups(
             if len(page) < query.limit or page[-1].failed_at is None:
                 done = True
                 break
-            if len(rows) >= limit or time.monotonic() >= deadline:
+            if len(rows) >= limit or clock() >= deadline:
                 break
             query = query.model_copy(
                 update={
@@ -128,7 +129,7 @@ def scan_groups(
         errors=errors,
         scanned={key: len(rows) for key, rows in results.items()},
         complete={key: complete.get(key, False) for key in results},
-        at=time.monotonic(),
+        at=clock(),
     )
 
 
@@ -138,9 +139,15 @@ class GroupCache:
     One scan runs at a time per key: concurrent requests for the same groups wait for it rather
     than scanning the stores once each (50 operators opening /groups at once cost one scan)."""
 
-    def __init__(self, ttl: float = GROUP_CACHE_SECONDS, limit: int = GROUP_SCAN_LIMIT) -> None:
+    def __init__(
+        self,
+        ttl: float = GROUP_CACHE_SECONDS,
+        limit: int = GROUP_SCAN_LIMIT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ttl = ttl
         self.limit = limit  # failures read per project at most
+        self.clock = clock
         self._scans: dict[tuple[tuple[str, ...], int | None], GroupScan] = {}
         self._locks: dict[tuple[tuple[str, ...], int | None], threading.Lock] = {}
         self._guard = threading.Lock()
@@ -155,9 +162,9 @@ class GroupCache:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             cached = self._scans.get(key)
-            if cached is not None and time.monotonic() - cached.at < self.ttl:
+            if cached is not None and self.clock() - cached.at < self.ttl:
                 return cached, False
-            scan = scan_groups(aggregator, keys, since, limit=self.limit)
+            scan = scan_groups(aggregator, keys, since, limit=self.limit, clock=self.clock)
             with self._guard:
                 self._scans[key] = scan
                 if len(self._scans) > _CACHE_SIZE:

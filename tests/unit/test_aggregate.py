@@ -98,7 +98,7 @@ def test_a_slow_fetch_is_cut_near_the_store_timeout_and_reported() -> None:
     fetch = slow.fetch
 
     def sleepy(sort_keys: Sequence[str]) -> list[FailedJob]:
-        time.sleep(1.5)
+        time.sleep(5)
         return fetch(sort_keys)
 
     slow.fetch = sleepy  # type: ignore[method-assign]
@@ -106,7 +106,9 @@ def test_a_slow_fetch_is_cut_near_the_store_timeout_and_reported() -> None:
     try:
         started = time.monotonic()
         page = agg.list(JobQuery(limit=10))
-        assert time.monotonic() - started < 0.9
+        # Cut near the 0.4 s timeout, well before the 5 s fetch would have answered (the
+        # margin is for a busy machine; the point is that the page does not wait for the fetch).
+        assert time.monotonic() - started < 3
     finally:
         agg.close()
     assert page.items and {job.project for job in page.items} == {"fast"}

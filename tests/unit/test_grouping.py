@@ -4,25 +4,23 @@ stores)."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 from failboard.aggregate import Aggregator
 from failboard.grouping import GroupCache, scan_groups
+from failboard.models import FailedJob, JobQuery
 from tests.unit.memory import MemoryReader
 
 NOW = datetime(2026, 12, 4, 12, tzinfo=UTC)
 
 
-def _reader(project: str, count: int, delay: float = 0.0) -> MemoryReader:
-    return MemoryReader(
-        project, [(NOW - timedelta(seconds=i), i) for i in range(count)], delay=delay
-    )
+def _reader(project: str, count: int) -> MemoryReader:
+    return MemoryReader(project, [(NOW - timedelta(seconds=i), i) for i in range(count)])
 
 
 def test_a_store_read_to_the_end_gives_exact_counts() -> None:
     aggregator = Aggregator({"a": _reader("a", 450), "b": _reader("b", 30)}, timeout=10)
-    scan = scan_groups(aggregator, ["a", "b"], None)
+    scan = scan_groups(aggregator, ["a", "b"], None, seconds=60)
     assert scan.scanned == {"a": 450, "b": 30}
     assert scan.complete == {"a": True, "b": True} and scan.exact
     assert sum(g.count for g in scan.groups) == 480
@@ -41,13 +39,28 @@ def test_the_row_limit_stops_a_big_store_and_every_count_says_so() -> None:
     assert not any(g.to_json()["count_exact"] for g in scan.groups)
 
 
+class _SlowReader(MemoryReader):
+    """Each page costs ``cost`` seconds of a fake clock: the budget is tested without sleeping,
+    so a busy machine cannot change what the test sees."""
+
+    def __init__(self, project: str, count: int, cost: float) -> None:
+        super().__init__(project, [(NOW - timedelta(seconds=i), i) for i in range(count)])
+        self.now = 0.0
+        self.cost = cost
+
+    def list(self, query: JobQuery) -> list[FailedJob]:
+        self.now += self.cost
+        return super().list(query)
+
+
 def test_the_time_budget_ends_the_scan_after_the_page_in_hand() -> None:
-    aggregator = Aggregator({"slow": _reader("slow", 5_000, delay=0.05)}, timeout=10)
-    started = time.monotonic()
-    scan = scan_groups(aggregator, ["slow"], None, seconds=0.12)
-    elapsed = time.monotonic() - started
-    assert elapsed < 0.12 + 0.15  # the budget, plus at most the page that was being read
-    assert 100 <= scan.scanned["slow"] < 5_000 and not scan.complete["slow"]
+    reader = _SlowReader("slow", 5_000, cost=0.05)
+    aggregator = Aggregator({"slow": reader}, timeout=10)
+    scan = scan_groups(aggregator, ["slow"], None, seconds=0.12, clock=lambda: reader.now)
+    # Pages end at 0.05, 0.10 and 0.15 s: the third one is past the budget, so the scan stops
+    # there — with that page in hand, not thrown away.
+    assert scan.scanned["slow"] == 300 and not scan.complete["slow"]
+    assert not scan.exact and not any(g.exact for g in scan.groups)
 
 
 def test_a_store_that_fails_is_an_error_not_a_group() -> None:
@@ -60,7 +73,8 @@ def test_a_store_that_fails_is_an_error_not_a_group() -> None:
 def test_the_cache_serves_one_scan_until_it_expires() -> None:
     reader = _reader("a", 20)
     aggregator = Aggregator({"a": reader}, timeout=10)
-    cache = GroupCache(ttl=0.2)
+    now = [0.0]
+    cache = GroupCache(ttl=10, clock=lambda: now[0])
     first, fresh = cache.get(aggregator, ["a"], None)
     assert fresh
     reader.jobs = reader.jobs[:5]  # failures retried meanwhile
@@ -69,6 +83,8 @@ def test_the_cache_serves_one_scan_until_it_expires() -> None:
     # Another time range is another scan; so is the same one after the TTL.
     since, fresh = cache.get(aggregator, ["a"], NOW - timedelta(hours=1))
     assert fresh and since is not first
-    time.sleep(0.25)
+    now[0] = 9.9
+    assert cache.get(aggregator, ["a"], None) == (first, False)
+    now[0] = 10.0  # the TTL has passed
     later, fresh = cache.get(aggregator, ["a"], None)
     assert fresh and sum(g.count for g in later.groups) == 5
