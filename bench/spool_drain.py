@@ -29,6 +29,7 @@ from bench.data import failed_job_rows
 from bench.procs import LOG_DIR, stop, write_config
 from bench.results import Result, log, ms, percentile
 from bench.services import DATA_DIR, Kind, drop_database, recreate_database
+from failboard.config import AgentSettings
 from failboard.db import create_engine
 from failboard.drivers.laravel.schema import create_tables, insert_failed_jobs
 from failboard.models import ActionKind, ActionStatus
@@ -41,7 +42,7 @@ PROJECT = "bench"
 DATABASE = "fb_bench_drain"
 DRAIN_TIMEOUT = 900.0
 TARGET_RATE = 1_000.0
-DEFAULT_LIMIT = 10  # the agent's own default
+DEFAULT_LIMIT = AgentSettings.model_fields["limit"].default  # the agents' own default
 OPS = (
     "claim",
     "heartbeat",
@@ -191,7 +192,9 @@ def _drain(kind: Kind, count: int, agents_n: int, limit: int) -> Result:
             DATA_DIR / f"drain-{kind}.toml",
             url,
             [(PROJECT, url)],
-            agent=f"interval_seconds = 0.2\nlimit = {limit}",
+            # The default limit is left out: the agents claim as they do when nobody tunes them.
+            agent="interval_seconds = 0.2"
+            + (f"\nlimit = {limit}" if limit != DEFAULT_LIMIT else ""),
         )
         for out in outs:
             if os.path.exists(out):

@@ -1,7 +1,8 @@
 """The agent: claims its project's actions from the spool and runs them on the project's Executor.
 
-Loop: claim up to N (the spool reaps expired leases first) → run each action, heartbeating while
-it works and reporting progress after every batch but the last → record the outcomes of the
+Loop: claim up to N (the spool reaps expired leases first; N grows from 10 to ``limit`` while
+passes are quick, see :class:`~failboard.agent_pass.ClaimSize`) → run each action, heartbeating
+while it works and reporting progress after every batch but the last → record the outcomes of the
 pass together (``settle``: one transaction, fenced by each claim token) → sleep. Consecutive
 small ``retry``/``delete`` actions of a pass run as one call when the executor has the grouped
 face (see :mod:`failboard.agent_pass`): one store transaction for all their jobs, each action's
@@ -21,7 +22,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from failboard.agent_pass import Heartbeat, PassOutcomes, grouped, job_ids, split, units
+from failboard.agent_pass import (
+    ClaimSize,
+    Heartbeat,
+    PassOutcomes,
+    grouped,
+    job_ids,
+    split,
+    units,
+)
 from failboard.drivers.base import Executor, JobOutcome
 from failboard.exceptions import (
     ActionConflict,
@@ -70,7 +79,7 @@ class Agent:
         executor_factory: Callable[[], Executor],
         *,
         name: str | None = None,
-        limit: int = 10,
+        limit: int = 100,
         grace_seconds: float = 30.0,
         lease_seconds: float | None = None,
     ) -> None:
@@ -78,6 +87,7 @@ class Agent:
         self.project = project
         self.name = name or agent_name()
         self.limit = limit
+        self.claim_size = ClaimSize(limit)
         self.grace_seconds = grace_seconds
         self._lease_seconds = lease_seconds
         self.stop_event = threading.Event()
@@ -111,21 +121,29 @@ class Agent:
         """Loop until :meth:`stop`. Spool (or dashboard) outages are logged and retried, never
         fatal."""
         while not self.stop_event.is_set():
+            asked = self.claim_size.now
+            started = time.monotonic()
             try:
-                handled = self.run_once()
+                handled = self._pass(asked)
             except SpoolError as exc:
                 log.warning("spool unavailable, retrying in %.0f s: %s", interval, exc)
                 handled = 0
-            if handled >= self.limit:
+            self.claim_size.passed(handled, time.monotonic() - started)
+            if handled >= asked:
                 continue  # more may be waiting: no sleep
             self.wake_event.wait(interval)
             self.wake_event.clear()
 
     def run_once(self) -> int:
-        """Claim up to ``limit`` actions and run them; how many were handled."""
+        """Claim up to ``limit`` actions and run them (one pass, as ``--once`` and cron do); how
+        many were handled."""
+        return self._pass(self.limit)
+
+    def _pass(self, size: int) -> int:
+        """Claim up to ``size`` actions and run them; how many were handled."""
         self._seen()
         claimed_at = time.monotonic()
-        actions = self.spool.claim(self.project, self.name, self.limit)
+        actions = self.spool.claim(self.project, self.name, size)
         if not actions:
             return 0
         # One heartbeat keeps every claim of the pass alive, the waiting ones too: an action

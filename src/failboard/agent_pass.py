@@ -26,7 +26,16 @@ from failboard.exceptions import LeaseLost, SpoolError
 from failboard.models import Action, ActionKind, ActionResult
 from failboard.spool import AgentSpool, Outcome
 
-__all__ = ["GROUP_MAX", "Heartbeat", "PassOutcomes", "grouped", "job_ids", "split", "units"]
+__all__ = [
+    "GROUP_MAX",
+    "ClaimSize",
+    "Heartbeat",
+    "PassOutcomes",
+    "grouped",
+    "job_ids",
+    "split",
+    "units",
+]
 
 log = logging.getLogger("failboard.agent")
 
@@ -34,6 +43,41 @@ GROUP_MAX = 1_000
 """Job ids in one grouped call at most, whatever the executor's ``group_size``."""
 
 _GROUPABLE = (ActionKind.RETRY, ActionKind.DELETE)
+
+FIRST_CLAIM = 10
+"""Actions claimed by the first pass of a burst (or ``limit``, when that is smaller)."""
+QUICK_PASS = 1.0
+"""A full pass quicker than this (seconds) doubles the next claim, up to ``limit``."""
+SLOW_PASS = 10.0
+"""A pass slower than this (seconds) sends the next claim back to ``FIRST_CLAIM``."""
+
+
+class ClaimSize:
+    """How many actions the next pass claims: small at first, doubling while full passes are
+    quick, back to small after a slow pass or an empty claim.
+
+    A claim and a settle are most of what a one-job action costs, so a burst of them wants big
+    claims (10 a pass drains ~700 actions/s with 20 agents on PostgreSQL, 100 a pass ~1,900).
+    But the actions of a claim run one after the other: a big claim that meets a long
+    ``retry_queue`` holds the rest of it idle while other agents of the project could run them.
+    Growing only while passes stay quick, and shrinking after a slow one, gives bursts the big
+    claims and keeps what one slow pass can hold up to one claim's worth, once.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.first = min(limit, FIRST_CLAIM)
+        self.now = self.first
+
+    def passed(self, claimed: int, seconds: float) -> None:
+        """Adapt to a pass that claimed ``claimed`` of ``now`` and took ``seconds``."""
+        if claimed == 0 or seconds > SLOW_PASS:
+            # Idle: the next burst starts small again, spread over the agents that wake to it.
+            self.now = self.first
+        elif claimed >= self.now and seconds < QUICK_PASS:
+            self.now = min(self.now * 2, self.limit)
+
+
 NO_ANSWER = JobOutcome("failed", "the executor gave no answer for this job")
 
 

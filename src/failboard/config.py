@@ -88,7 +88,7 @@ class AgentSettings(_Section):
     server: str | None = None
     token: str | None = None
     interval_seconds: float = Field(default=5.0, gt=0, le=3_600)
-    limit: int = Field(default=10, ge=1, le=1_000)
+    limit: int = Field(default=100, ge=1, le=1_000)
     batch_size: int = Field(default=1_000, ge=1, le=10_000)
     grace_seconds: float = Field(default=30.0, ge=0)
 

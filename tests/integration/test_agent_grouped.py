@@ -4,6 +4,8 @@ each action's result is what it would have been alone, in claim order."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from failboard import agent_pass
 from failboard.agent import Agent
 from failboard.config import ProjectSettings
 from failboard.db import create_engine
@@ -163,3 +166,42 @@ def test_a_grouped_call_that_raises_runs_each_action_alone(url: str) -> None:
     assert executor.calls == ["retry_each", "retry", "retry"]
     assert [_counts(action) for action in actions] == [(1, 0, 0), (1, 1, 0)]
     assert sorted(_pushed(url)) == sorted([a, b])
+
+
+def test_a_burst_of_small_actions_is_claimed_in_growing_batches(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every full pass counts as quick here, whatever the machine's load: the rule itself (and
+    # the slow pass that shrinks it) is tested in tests/unit/test_agent_pass.py.
+    monkeypatch.setattr(agent_pass, "QUICK_PASS", 3_600.0)
+    jobs = _seed(url, ["database"] * 400)
+    spool = Spool(url)
+    spool.migrate()
+    claims: list[int] = []
+    claim = spool.claim
+
+    def counted(project: str, agent: str, limit: int = 10) -> list[Any]:
+        claims.append(limit)
+        return claim(project, agent, limit)
+
+    spool.claim = counted  # type: ignore[method-assign]
+    project = ProjectSettings.model_validate({"key": "shop", "driver": "laravel", "url": url})
+    agent = Agent(spool, "shop", lambda: registry.make_executor(project), name="test:1")
+    try:
+        ids = [spool.submit("shop", ActionKind.RETRY, {"job_ids": [job]}).id for job in jobs]
+        runner = threading.Thread(target=agent.run, kwargs={"interval": 0.05})
+        runner.start()
+        deadline = time.monotonic() + 60
+        waiting = {ActionStatus.PENDING, ActionStatus.PROCESSING}
+        while spool.get(ids[-1]).status in waiting and time.monotonic() < deadline:
+            time.sleep(0.05)
+        agent.stop()
+        runner.join(30)
+        assert not runner.is_alive()
+        assert {spool.get(i).status for i in ids} == {ActionStatus.COMPLETED}
+    finally:
+        agent.close()
+        spool.close()
+    # 10, 20, 40, 80, then the default limit (100) until the 400 are claimed.
+    assert claims[:6] == [10, 20, 40, 80, 100, 100]
+    assert sorted(_pushed(url)) == sorted(jobs)  # each pushed exactly once

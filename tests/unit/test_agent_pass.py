@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from failboard.agent_pass import split, units
+from failboard.agent_pass import QUICK_PASS, SLOW_PASS, ClaimSize, split, units
 from failboard.drivers.base import Capabilities, JobOutcome
 from failboard.models import Action, ActionKind, ActionStatus
 
@@ -84,3 +84,36 @@ def test_split_counts_each_job_as_if_the_actions_ran_in_claim_order() -> None:
     # A job the executor did not answer for is failed, never silently succeeded.
     lone = split([_action(4, DELETE, {"job_ids": ["x"]})], {})
     assert lone[4].failed == 1
+
+
+def test_claims_grow_while_full_passes_are_quick_up_to_the_limit() -> None:
+    size = ClaimSize(100)
+    seen = [size.now]
+    for _ in range(6):
+        size.passed(size.now, 0.2)
+        seen.append(size.now)
+    assert seen == [10, 20, 40, 80, 100, 100, 100]
+
+
+def test_a_slow_pass_or_an_empty_claim_starts_small_again() -> None:
+    size = ClaimSize(100)
+    for _ in range(3):
+        size.passed(size.now, 0.2)
+    assert size.now == 80
+    size.passed(80, SLOW_PASS + 1)  # a long retry_queue held the rest of the claim
+    assert size.now == 10
+    for _ in range(2):
+        size.passed(size.now, 0.2)
+    size.passed(3, 0.1)  # the backlog ran dry: the size it reached stays...
+    assert size.now == 40
+    size.passed(0, 0.0)  # ...until a claim finds nothing
+    assert size.now == 10
+
+
+def test_a_pass_neither_quick_nor_slow_keeps_the_size_and_a_small_limit_is_kept() -> None:
+    size = ClaimSize(100)
+    size.passed(10, QUICK_PASS + 0.5)
+    assert size.now == 10
+    small = ClaimSize(2)
+    small.passed(2, 0.1)
+    assert (small.first, small.now) == (2, 2)
