@@ -24,7 +24,7 @@ from failboard.exceptions import (
     Unsupported,
 )
 from failboard.inline import InlineAgents
-from failboard.web import api, login, pages, ui
+from failboard.web import api, apidocs, login, pages, ui
 from failboard.web.access import Gate, session_secret
 from failboard.web.agent_api import router as agent_router
 from failboard.web.pages.detail import PYGMENTS_CSS
@@ -72,6 +72,9 @@ def create_app(settings: Settings, *, board: Board | None = None, inline: bool =
         title="failboard",
         version="0.1.0",
         summary="One dashboard, API and CLI for the failed jobs of all your projects.",
+        # FastAPI's pages load Swagger UI and ReDoc from a CDN: web/apidocs.py serves /docs.
+        docs_url=None,
+        redoc_url=None,
         lifespan=lifespan,
     )
     app.state.board = the_board
@@ -105,7 +108,10 @@ def create_app(settings: Settings, *, board: Board | None = None, inline: bool =
             headers={"Cache-Control": "public, max-age=3600"},
         )
 
+    # Before /static, which would otherwise take its paths.
+    app.mount(apidocs.ASSETS, apidocs.assets(), name="apidocs")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(apidocs.router)
     app.include_router(api.router)
     app.include_router(agent_router)
     app.include_router(ui.router)

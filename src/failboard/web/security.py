@@ -50,19 +50,13 @@ FORM_POSTS = frozenset({"/login", "/logout"})
 # Answered with JSON (401), not with a redirect to the sign-in page.
 API_PREFIXES = ("/api/", "/ui/", "/metrics", "/openapi.json")
 
+# Every page, /docs included (web/apidocs.py serves Swagger UI from the package): no inline
+# script or style, nothing from another origin.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
-# FastAPI's own /docs page pulls Swagger UI from a CDN with an inline script; it is the one page
-# that gets a looser policy, and it shows no stored data.
-DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
-    "frame-ancestors 'none'"
-)
-DOCS_PATHS = ("/docs", "/redoc")
 
 
 def make_token(secret: bytes, session: str) -> str:
@@ -178,14 +172,13 @@ class SecurityMiddleware:
         return None
 
     def _headers_wrapper(self, app: ASGIApp, path: str, fresh: str | None) -> ASGIApp:
-        docs = path.startswith(DOCS_PATHS)
         gate = self.gate
 
         async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
             async def send_with_headers(message: Message) -> None:
                 if message["type"] == "http.response.start":
                     headers = MutableHeaders(scope=message)
-                    headers.setdefault("Content-Security-Policy", DOCS_CSP if docs else CSP)
+                    headers.setdefault("Content-Security-Policy", CSP)
                     headers.setdefault("X-Content-Type-Options", "nosniff")
                     headers.setdefault("Referrer-Policy", "same-origin")
                     headers.setdefault("X-Frame-Options", "DENY")
