@@ -6,12 +6,15 @@ import hashlib
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
-from failboard.cli import app
+from failboard.cli import app, common
 from failboard.db import create_engine
+from failboard.drivers.laravel import payload as laravel_payload
 from failboard.drivers.laravel import schema as laravel_schema
 
 runner = CliRunner()
@@ -129,3 +132,45 @@ def test_serve_allows_a_public_address_once_sign_in_is_configured(tmp_path: Path
     assert not _auth_configured(parse_settings(""))
     token = '[[tokens]]\nname = "ci"\nsha256 = "' + "0" * 64 + '"\n'
     assert _auth_configured(parse_settings(token))
+
+
+def test_text_from_stores_configs_and_users_prints_as_written_never_as_markup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rich reads "[...]" as markup: a queue named "[b]m[/]" would print bold, and a stray
+    "[/]" would crash the command. Every such text prints literally."""
+    engine = create_engine(f"sqlite:///{tmp_path}/shop.db")
+    laravel_schema.create_tables(engine)
+    with engine.begin() as connection:
+        laravel_schema.insert_failed_jobs(
+            connection,
+            [
+                {
+                    "uuid": "u-1",
+                    "connection": "database",
+                    "queue": "[b]m[/]",
+                    "payload": laravel_payload.build_payload("App\\Jobs\\[/]Send", uuid="u-1"),
+                    "exception": "RuntimeException: [SQL: select 1] closing [/] tag",
+                    "failed_at": datetime(2026, 12, 4, 12),
+                }
+            ],
+        )
+    engine.dispose()
+    config = _config(tmp_path, GOOD)
+    runner.invoke(app, ["migrate", "--config", str(config)])
+    monkeypatch.setattr(common.console, "width", 250)  # wide: the queue and job columns show
+    wide = runner.invoke(app, ["jobs", "list", "--config", str(config)])
+    assert wide.exit_code == 0, wide.output
+    assert "[b]m[/]" in wide.stdout and "App\\Jobs\\[/]Send" in wide.stdout
+    assert "[SQL: select 1] closing [/] tag" in wide.stdout
+    asked = runner.invoke(app, ["delete", "shop", "u-1", "--by", "[/]eve", "--config", str(config)])
+    assert asked.exit_code == 0, asked.output
+    listed = runner.invoke(app, ["actions", "--config", str(config)])
+    assert listed.exit_code == 0 and "[/]eve" in listed.stdout
+    # A config error quotes the key as projects[shop], brackets and all.
+    typo = _config(tmp_path, GOOD.replace('"laravel"', '"laravle"'))
+    bad = runner.invoke(app, ["check", "--config", str(typo)])
+    assert bad.exit_code == 1 and "projects[shop]: unknown driver 'laravle'" in bad.output
+    # Help texts name config sections: [[tokens]], [server] host.
+    assert "[[tokens]]" in runner.invoke(app, ["new-token", "--help"]).stdout
+    assert "[server] host" in runner.invoke(app, ["serve", "--help"]).stdout

@@ -14,6 +14,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Markdown, not Rich markup: help texts name config sections like [agent] and [[tokens]],
+    # which Rich markup would swallow as style tags.
+    rich_markup_mode="markdown",
 )
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(audit.app, name="audit")

@@ -7,8 +7,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from failboard.board import Board
 from failboard.cli.common import (
@@ -192,6 +194,7 @@ def actions(
             result = f"{r.succeeded} ok, {r.missing} missing, {r.failed} failed"
         total = a.progress.total if a.progress.total is not None else "?"
         more = [a.requested_by or "", a.claimed_by or "", _when(a.created_at)] if wide else []
+        # Text cells: who asked, the agent and the error are free text ("[...]" is not markup).
         table.add_row(
             str(a.id),
             a.project,
@@ -199,8 +202,8 @@ def actions(
             a.status.value,
             f"{a.progress.done}/{total}",
             result,
-            *more,
-            (a.error or "")[:80],
+            *map(Text, more),
+            Text((a.error or "")[:80]),
         )
     console.print(table)
 
@@ -236,7 +239,8 @@ def action(
         "result",
         "error",
     ):
-        console.print(f"[bold]{key}[/]: {details.get(key)}", markup=True, highlight=False)
+        value = escape(str(details.get(key)))
+        console.print(f"[bold]{key}[/]: {value}", markup=True, highlight=False)
 
 
 def cancel(

@@ -24,7 +24,9 @@ from failboard.spool import Spool
 
 __all__ = ["app"]
 
-app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+app = typer.Typer(
+    help="The tamper-evident audit log.", no_args_is_help=True, rich_markup_mode="markdown"
+)
 
 
 def _spool(config: str | None) -> Spool:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 
 from failboard.board import Board
 from failboard.config import Settings, load_settings
@@ -54,7 +55,11 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except FailboardError as exc:
-            err_console.print(f"[bold red]error:[/] {exc.message}", markup=True, soft_wrap=True)
+            # The message quotes config keys (projects[shop]) and store errors ([SQL: …]):
+            # escaped, or Rich would take them for markup and drop or choke on them.
+            err_console.print(
+                f"[bold red]error:[/] {escape(exc.message)}", markup=True, soft_wrap=True
+            )
             raise typer.Exit(1) from None
 
     return wrapper

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -23,7 +24,9 @@ from failboard.models import JobQuery, to_utc
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Read failed jobs across projects.", no_args_is_help=True)
+app = typer.Typer(
+    help="Read failed jobs across projects.", no_args_is_help=True, rich_markup_mode="markdown"
+)
 
 
 def _when(value: datetime | None) -> str:
@@ -63,7 +66,7 @@ def list_jobs(
     if json_out:
         print_json(list(page.items))
         for error in page.errors:
-            err_console.print(f"warning: project {error.project}: {error.error}")
+            err_console.print(f"warning: project {error.project}: {error.error}", markup=False)
         return
     table = Table(show_lines=False, header_style="bold")
     # The id is what the next command needs: never cut it; squeeze the rest instead.
@@ -82,11 +85,12 @@ def list_jobs(
         exc = Text(job.exception_class or "", style="bold red")
         if job.exception_message:
             exc.append(": " + job.exception_message[:80])
-        middle = [job.queue or "", job.name or ""] if wide else []
-        table.add_row(job.project, job.id, *middle, exc, _when(job.failed_at)[:16])
+        # Text cells: queue and job names come from the stores and may hold "[...]".
+        middle = [Text(job.queue or ""), Text(job.name or "")] if wide else []
+        table.add_row(Text(job.project), Text(job.id), *middle, exc, _when(job.failed_at)[:16])
     console.print(table)
     for error in page.errors:
-        err_console.print(f"[yellow]project {error.project} unreachable:[/] {error.error}")
+        err_console.print(f"[yellow]project {error.project} unreachable:[/] {escape(error.error)}")
     if page.next_cursor:
         console.print(f"more: --cursor {page.next_cursor}", style="dim")
 
