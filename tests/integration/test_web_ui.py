@@ -72,7 +72,8 @@ def test_headers_and_cookie(client: TestClient) -> None:
     # write needs the CSRF token whatever the cookie's SameSite.
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     # Inline script or style would be blocked by the CSP: the pages must carry none.
-    for path in ("/", "/groups", "/actions", "/projects", f"/jobs/shop/{_ids(client, 1)[0]}"):
+    job = f"/jobs/shop/{_ids(client, 1)[0]}"
+    for path in ("/", "/groups", "/actions", "/projects", job, "/docs", "/login"):
         page = client.get(path).text
         assert not re.search(r"<script(?![^>]*\bsrc=)", page), path
         assert " style=" not in page and "<style" not in page, path
