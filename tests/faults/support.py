@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,13 +29,16 @@ from failboard.db import create_engine
 from failboard.drivers.laravel import payload as laravel_payload
 from failboard.drivers.laravel import schema as laravel_schema
 from failboard.spool import Spool
+from tests.faults.proxy import Proxy
 
 __all__ = [
     "AgentProcess",
     "Ledger",
+    "ProxyOn",
     "agent_config",
     "agents",
     "ledger",
+    "refused_port",
     "seed",
     "spool_for",
     "wait_until",
@@ -204,3 +208,27 @@ def wait_until(
         if time.monotonic() - start > timeout:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(every)
+
+
+def refused_port() -> socket.socket:
+    """A loopback socket bound to a port but not listening: connecting there is refused, as to
+    a stopped server. The port stays ours (no other socket can take it) until :class:`ProxyOn`
+    listens on it, the server coming back."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+class ProxyOn(Proxy):
+    """A :class:`Proxy` that listens on a :func:`refused_port`: the server comes back where its
+    clients were told to look."""
+
+    def __init__(self, bound: socket.socket, upstream_host: str, upstream_port: int) -> None:
+        super().__init__(upstream_host, upstream_port)
+        # Proxy listens on a port of its own; swap in the bound one before start() reads it.
+        self._listener.close()
+        bound.listen()
+        bound.settimeout(0.1)
+        self._listener = bound
+        self.port = bound.getsockname()[1]
