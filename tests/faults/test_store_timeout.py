@@ -12,12 +12,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
 from failboard.config import parse_settings
+from failboard.drivers import registry
 from failboard.drivers.laravel.horizon import php_microtime
 from failboard.drivers.laravel.payload import build_payload, php_json_encode
+from failboard.exceptions import FailboardError
+from failboard.models import JobQuery
 from failboard.web import create_app
 from tests.dramatiq_support import plant_dead_letter
 from tests.faults.proxy import Proxy
@@ -187,9 +191,8 @@ def test_a_slow_or_refused_redis_is_marked_and_the_others_answer(tmp_path: Path)
                 errors = {e["project"]: e["error"] for e in body["errors"]}
                 assert set(errors) == broken
                 for key in ("rq-slow", "dq-slow", "hz-slow"):
-                    # The aggregator stops waiting at the store timeout; the RQ and Dramatiq
-                    # readers' socket timeout is the same, so either may speak first (Horizon's
-                    # reader keeps redis-py at 30 s: always the aggregator).
+                    # The aggregator stops waiting at the store timeout; the readers' socket
+                    # timeout is the same, so either may speak first.
                     assert errors[key] == f"timed out after {STORE_TIMEOUT:g} s" or (
                         "Redis: Timeout reading" in errors[key]
                     ), errors[key]
@@ -204,6 +207,17 @@ def test_a_slow_or_refused_redis_is_marked_and_the_others_answer(tmp_path: Path)
             page = timed("/").text
             assert set(re.findall(r'data-unreachable="([^"]+)"', page)) == broken
             assert Counter(re.findall(r'<tr data-project="([^"]+)"', page)) == healthy
+
+            # Each reader alone gives up at the store timeout too: a slow Redis must not keep
+            # a read thread (4 per project) busy after the page stopped waiting for it.
+            for key in ("rq-slow", "dq-slow", "hz-slow"):
+                reader = registry.make_reader(settings.project(key), STORE_TIMEOUT)
+                started = time.monotonic()
+                with pytest.raises(FailboardError):
+                    reader.list(JobQuery(limit=10))
+                alone = time.monotonic() - started
+                reader.close()
+                assert alone <= STORE_TIMEOUT + MARGIN, f"{key}: reader held {alone:.1f} s"
 
             # Redis recovers: the latency goes, the refused port answers again. No restart.
             slow.latency = 0.0

@@ -38,7 +38,7 @@ def make_reader(project: ProjectSettings, timeout: float = 2.0) -> LaravelReader
     (from Horizon's Redis records with ``horizon_source = "horizon"``)."""
     options = options_of(project, Options)
     if options.horizon and options.horizon_source == "horizon":
-        return HorizonReader(project.key, options)
+        return HorizonReader(project.key, options, timeout=timeout)
     return LaravelReader(project.key, project.url, options, timeout=timeout)
 
 

@@ -117,6 +117,7 @@ class HorizonReader:
         options: Options,
         *,
         client: redis.Redis | None = None,
+        timeout: float = 2.0,
     ) -> None:
         self.project = project
         self.options = options
@@ -126,7 +127,7 @@ class HorizonReader:
                 raise StoreError(
                     f"project {project}: horizon_source = 'horizon' needs redis_url or horizon_url"
                 )
-            client = connect(url, self.what)
+            client = connect(url, self.what, timeout)
         self._store = HorizonStore(client, options.horizon_prefix)
 
     @property

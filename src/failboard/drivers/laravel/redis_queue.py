@@ -37,15 +37,20 @@ def has_hash_tag(key: str) -> bool:
     return _HASH_TAG.fullmatch(key) is not None
 
 
-def connect(url: str, what: str) -> redis.Redis:
-    """A client for ``url``; the ``redis`` package is needed only by projects that use Redis."""
+def connect(url: str, what: str, timeout: float = 30.0) -> redis.Redis:
+    """A client for ``url`` whose every command gives up after ``timeout`` seconds (the agent's
+    long batches get the default; the dashboard's readers pass the store timeout, so a slow
+    Redis frees their thread when the page stops waiting). The ``redis`` package is needed only
+    by projects that use Redis."""
     try:
         import redis as redis_module
     except ImportError:  # pragma: no cover - depends on the installation
         raise StoreError(
             f"{what}: a Redis queue needs the redis package (pip install 'redis>=5')"
         ) from None
-    return redis_module.Redis.from_url(url, socket_timeout=30.0, socket_connect_timeout=10.0)
+    return redis_module.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=min(timeout, 10.0)
+    )
 
 
 def redis_errors(what: str, exc: BaseException) -> StoreError:
