@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -356,6 +357,169 @@ def huey_case(kind: str) -> Iterator[DriverCase]:
             recorder.close()
 
 
+def _redis_db(number: int) -> str:
+    """The test Redis's database ``number``: arq and taskiq put a re-sent job on a key named
+    after its queue, as is ("emails"), so each of the two gets a database of its own, where no
+    other test's keys of another type live."""
+    from tests.services import REDIS_URL
+
+    base = REDIS_URL.rsplit("/", 1)[0] if REDIS_URL.count("/") > 2 else REDIS_URL
+    return f"{base}/{number}"
+
+
+def _recorded(engine: str, job_id: str, spec: Spec, **fields: Any) -> Failure:
+    """A final failure as the engine's recorder makes it from what a worker saw."""
+    return Failure(
+        engine=engine,
+        job_id=job_id,
+        name=spec.name,
+        queue=spec.queue,
+        exception_class=spec.exception_class,
+        exception_message=spec.message,
+        traceback="Traceback (most recent call last):\n"
+        '  File "/app/tasks.py", line 7, in run\n    raise error\n'
+        f"{spec.exception_class}: {spec.message}\n",
+        failed_at=spec.failed_at,
+        **fields,
+    )
+
+
+@contextmanager
+def arq_case() -> Iterator[DriverCase]:
+    """Failures written by the real Recorder (what the arq integration's wrapper calls) into the
+    failures table on SQLite; retries enqueued by the real resender on a real ArqRedis pool, to
+    the arq queues (sorted sets named after the queue) of Redis database 11. The jobs carry
+    their original id in a ``ref`` keyword, which ``requeued()`` reads back from the job arq
+    stored: only this case's jobs are reported, and only they are removed afterwards."""
+    from arq.connections import RedisSettings
+    from arq.constants import job_key_prefix
+    from arq.jobs import JobDef, deserialize_job
+
+    from failboard.drivers.arq import ArqResender
+
+    url = _redis_db(11)
+    with fresh_database("sqlite") as db, fresh_prefix(url) as (client, _, _):
+        recorder = Recorder(db, "contract")
+        project = ProjectSettings.model_validate({"key": "contract", "driver": "arq", "url": db})
+        settings = {"redis_settings": RedisSettings.from_dsn(url), "job_serializer": None}
+        mine: set[str] = set()
+
+        def make_failures(specs: list[Spec]) -> list[str]:
+            ids = [str(uuid.uuid4()) for _ in specs]
+            mine.update(ids)
+            for job_id, spec in zip(ids, specs, strict=True):
+                kwargs = {"three": 3, "ref": job_id}
+                failure = _recorded("arq", job_id, spec, args=[1, "two"], kwargs=kwargs, attempts=1)
+                assert recorder.record(failure)
+            return ids
+
+        def ours() -> Iterator[tuple[str, str, JobDef]]:
+            for queue in ("emails", "payments"):
+                for member in client.zrange(queue, 0, -1):
+                    data = client.get(job_key_prefix + member.decode())
+                    job = deserialize_job(data) if data is not None else None
+                    if job is not None and job.kwargs.get("ref") in mine:  # else another run's
+                        yield queue, member.decode(), job
+
+        def requeued() -> list[str]:
+            found = []
+            for _, job_id, job in ours():
+                assert job_id != job.kwargs["ref"]  # a new job id (the default)
+                assert (job.args, job.kwargs["three"]) == ((1, "two"), 3)
+                found.append(job.kwargs["ref"])
+            return found
+
+        reader = registry.make_reader(project, 5.0)
+        executor = FailuresExecutor(
+            "contract",
+            db,
+            resender=lambda: ArqResender("contract", settings),
+            batch_size=2,  # small: many batches
+        )
+        try:
+            yield DriverCase(reader, executor, make_failures, requeued)
+        finally:
+            reader.close()
+            executor.close()
+            recorder.close()
+            for queue, job_id, _ in list(ours()):
+                client.zrem(queue, job_id)
+                client.delete(job_key_prefix + job_id)
+
+
+@contextmanager
+def taskiq_case() -> Iterator[DriverCase]:
+    """Failures written by the real Recorder (what ``FailboardMiddleware`` calls) into the
+    failures table on SQLite, with the task's labels; retries kicked by the real resender
+    through a real taskiq-redis ``ListQueueBroker`` to the queue lists ("emails") of Redis
+    database 12. ``requeued()`` reads the messages back: the ``failboard_retry_of`` label names
+    the failure each is a retry of (only this case's are reported, and removed afterwards)."""
+    from taskiq import TaskiqMessage
+    from taskiq_redis import ListQueueBroker
+
+    from failboard.drivers.taskiq.resender import TaskiqResender
+    from failboard.integrations.taskiq import LABELS, RETRY_OF_LABEL
+
+    url = _redis_db(12)
+    with fresh_database("sqlite") as db, fresh_prefix(url) as (client, _, prefix):
+        recorder = Recorder(db, "contract")
+        project = ProjectSettings.model_validate({"key": "contract", "driver": "taskiq", "url": db})
+        broker = ListQueueBroker(url, queue_name=f"{prefix}default")
+        labels = {"retry_on_error": True, "max_retries": 3}
+        mine: set[str] = set()
+
+        def make_failures(specs: list[Spec]) -> list[str]:
+            ids = [str(uuid.uuid4()) for _ in specs]
+            mine.update(ids)
+            for job_id, spec in zip(ids, specs, strict=True):
+                failure = _recorded(
+                    "taskiq",
+                    job_id,
+                    spec,
+                    args=[1, "two"],
+                    kwargs={"three": 3},
+                    attempts=3,
+                    options={LABELS: labels},
+                )
+                assert recorder.record(failure)
+            return ids
+
+        def ours() -> Iterator[tuple[str, bytes, TaskiqMessage]]:
+            for queue in ("emails", "payments"):
+                for raw in client.lrange(queue, 0, -1):
+                    message = broker.formatter.loads(raw)
+                    if message.labels.get(RETRY_OF_LABEL) in mine:  # else another run's
+                        yield queue, raw, message
+
+        def requeued() -> list[str]:
+            found = []
+            for queue, _, message in ours():
+                message.parse_labels()  # as the worker's receiver does
+                retry_of = message.labels[RETRY_OF_LABEL]
+                assert message.task_id != retry_of  # a new task id (the default)
+                assert (message.args, message.kwargs) == ([1, "two"], {"three": 3})
+                assert message.labels["queue_name"] == queue  # back to its queue
+                assert message.labels["max_retries"] == 3  # the task's own labels kept
+                found.append(retry_of)
+            return found
+
+        reader = registry.make_reader(project, 5.0)
+        executor = FailuresExecutor(
+            "contract",
+            db,
+            resender=lambda: TaskiqResender("contract", broker),
+            batch_size=2,  # small: many batches
+        )
+        try:
+            yield DriverCase(reader, executor, make_failures, requeued)
+        finally:
+            reader.close()
+            executor.close()
+            recorder.close()
+            for queue, raw, _ in list(ours()):
+                client.lrem(queue, 1, raw)
+
+
 CASES: dict[str, Callable[[], AbstractContextManager[DriverCase]]] = {
     "rq": rq_case,
     "laravel-sqlite": lambda: laravel_case("sqlite"),
@@ -369,6 +533,8 @@ CASES: dict[str, Callable[[], AbstractContextManager[DriverCase]]] = {
     "dramatiq-table-postgres": lambda: dramatiq_table_case("postgres"),
     "huey-sqlite": lambda: huey_case("sqlite"),
     "huey-postgres": lambda: huey_case("postgres"),
+    "arq-sqlite": arq_case,
+    "taskiq-sqlite": taskiq_case,
 }
 
 UNGROUPED = frozenset({"dramatiq-redis"})

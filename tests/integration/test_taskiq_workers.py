@@ -133,3 +133,43 @@ def test_a_re_sent_task_that_fails_again_is_recorded_as_a_retry_of_the_first(
     assert detail["attempts"] == 2  # the re-sent task got its retry again
     assert detail["extra"]["retry_of"] == order
     assert project.job_ids() == {new_id}
+
+
+def test_keep_task_id_re_sends_under_the_original_id_and_lineage_still_names_it(
+    project: Project,
+) -> None:
+    # docs/taskiq.md, "Retry and lineage": with keep_task_id the task is kicked under its
+    # original id; the action's lineage maps the id to itself, the task still sees whose retry
+    # it is (the failboard_retry_of label), and a re-run that fails again is recorded under the
+    # same id with retry_of set.
+    project.config.write_text(project.config.read_text() + "keep_task_id = true\n")
+    with project.worker("worker", _worker()):
+        (order,) = _kick(project, "ship_order.kiq(9, 'fedex', note='kept')")
+        wait("the failure", lambda: project.listed(order), log=_log(project))
+        first = project.detail(order)
+        assert first["attempts"] == 2 and first["extra"].get("retry_of") is None
+
+        done = project.retry_through_agent(order)  # not fixed: the re-run fails again
+        assert done["succeeded"] == 1, done
+        assert done["details"]["lineage"] == {order: order}
+        # The first failure's row went with the re-send; the one listed now is the re-run's.
+        wait("the re-run's failure", lambda: project.listed(order), log=_log(project))
+        again = project.detail(order)
+        assert again["attempts"] == 2  # the retry middleware counted afresh, under the same id
+        assert again["extra"]["retry_of"] == order
+        assert project.job_ids() == {order}
+
+        (project.markers / "fixed").write_text("yes")
+        done = project.retry_through_agent(order)
+        assert done["details"]["lineage"] == {order: order}
+        ran = wait("the re-sent task to run", project.ran, log=_log(project))
+        assert ran == [
+            {
+                "task": "ship_order",
+                "id": order,
+                "args": [9, "fedex"],
+                "note": "kept",
+                "retry_of": order,
+            }
+        ]
+    assert project.job_ids() == set()
