@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from failboard.config import parse_settings
 from failboard.db import create_engine
 from failboard.drivers.laravel import payload as laravel_payload
 from failboard.drivers.laravel import schema as laravel_schema
+from failboard.models import ActionResult
 from failboard.web import create_app
 
 HOSTILE = '<script>alert("x")</script>"><img src=x onerror=alert(1)>'
@@ -113,3 +115,63 @@ def test_the_pages_escape_what_the_stores_hold(client: TestClient) -> None:
     assert "Stack trace" in detail
     assert client.get("/jobs/shop/nope").status_code == 404
     assert client.get("/actions").status_code == 200
+
+
+def _samples(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Sample name → (sorted labels → value), parsed from the exposition format."""
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+def _by(project: str, **labels: str) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted({"project": project, **labels}.items()))
+
+
+def test_metrics_count_actions_by_status_agent_heartbeats_and_store_errors(
+    client: TestClient,
+) -> None:
+    spool = client.app.state.board.spool
+
+    def submit(project: str, action: str, job_id: str) -> int:
+        body = {"project": project, "action": action, "job_ids": [job_id]}
+        response = client.post("/api/v1/actions", json=body)
+        assert response.status_code == 202, response.text
+        return int(response.json()["id"])
+
+    for n in range(4):
+        submit("shop", "retry", str(n))
+    # Claimed oldest first: the first three are processing until settled below.
+    done, failing, _still = spool.claim("shop", "host:1", limit=3)
+    spool.complete(done.id, done.claim_token, ActionResult(succeeded=1))
+    spool.fail(failing.id, failing.claim_token, "the store went away", retryable=False)
+    assert client.post(f"/api/v1/actions/{submit('shop', 'retry', '9')}/cancel").status_code == 200
+    submit("billing", "delete", "1")
+    before = datetime.now(UTC)
+    spool.record_agent("shop", "host:1")  # the agent's "seen" heartbeat
+    after = datetime.now(UTC)
+
+    first = _samples(client.get("/metrics").text)
+    assert first["failboard_actions"] == {
+        _by("shop", action="retry", status="pending"): 1,  # the fourth, never claimed
+        _by("shop", action="retry", status="processing"): 1,
+        _by("shop", action="retry", status="completed"): 1,
+        _by("shop", action="retry", status="failed"): 1,
+        _by("shop", action="retry", status="cancelled"): 1,
+        _by("billing", action="delete", status="pending"): 1,
+    }
+    assert first["failboard_open_actions"] == {_by("shop"): 2, _by("billing"): 1, _by("down"): 0}
+    assert first["failboard_project_up"] == {_by("shop"): 1, _by("billing"): 1, _by("down"): 0}
+    # Only a project whose agent was seen has the series; its value is that moment.
+    seen = first["failboard_agent_last_seen_seconds"]
+    assert list(seen) == [_by("shop")]
+    assert seen[_by("shop")] == spool.agents_last_seen()["shop"].timestamp()
+    assert before.timestamp() - 1 <= seen[_by("shop")] <= after.timestamp()
+    # The scrape itself asked the unreachable store once; the others never failed.
+    errors = "failboard_store_errors_total"
+    assert first[errors] == {_by("shop"): 0, _by("billing"): 0, _by("down"): 1}
+    assert client.get("/api/v1/jobs").json()["errors"][0]["project"] == "down"
+    again = _samples(client.get("/metrics").text)
+    assert again[errors] == {_by("shop"): 0, _by("billing"): 0, _by("down"): 3}
