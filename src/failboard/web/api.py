@@ -19,11 +19,11 @@ from failboard.models import (
     ActionStatus,
     FailedJob,
     FailedJobDetail,
-    JobQuery,
     Order,
     ProjectError,
 )
 from failboard.web import access
+from failboard.web.filters import Filters
 from failboard.web.metrics import render_metrics
 from failboard.web.params import ActionId, Moment
 from failboard.web.problems import ERRORS, WRITE_ERRORS, Problem
@@ -123,17 +123,20 @@ def list_jobs(
     cursor: str | None = None,
     order: Order = "newest",
 ) -> JobsPage:
-    query = JobQuery(
-        projects=access.scope(request, project),
-        queue=queue or None,
-        connection=connection or None,
-        name=name or None,
-        exception=exception or None,
-        q=q or None,
-        failed_after=failed_after,
-        failed_before=failed_before,
-        limit=limit,
-        order=order,
+    # Through the pages' own parser: the API and the pages select the same jobs.
+    filters = Filters.parse(
+        {
+            "project": project,
+            "queue": queue,
+            "connection": connection,
+            "name": name,
+            "exception": exception,
+            "q": q,
+            "order": order,
+        }
+    )
+    query = access.within(request, filters).query(
+        limit=limit, failed_after=failed_after, failed_before=failed_before
     )
     page = board_of(request).list_jobs(query, cursor or None)
     return JobsPage(items=list(page.items), next_cursor=page.next_cursor, errors=list(page.errors))

@@ -1,7 +1,8 @@
 """The failed-jobs filters as they live in the URL, and the JobQuery they make.
 
-One parser for the table, its counts, and "select all matching", so all three always mean the
-same set of jobs.
+One parser for the table, its counts, "select all matching" and the JSON API's job list, so all
+four always mean the same set of jobs (the API passes its typed ``failed_after`` and
+``failed_before`` to :meth:`Filters.query`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from starlette.datastructures import QueryParams
 
 from failboard.exceptions import InvalidRequest
-from failboard.models import JobQuery, Order
+from failboard.models import JobQuery, Order, to_utc
 
 __all__ = ["RANGES", "TEXT_FILTERS", "Filters"]
 
@@ -57,7 +58,8 @@ class Filters:
             projects = tuple(dict.fromkeys(p for p in params.getlist("project") if p))
         else:
             raw = params.get("project") or ()
-            projects = tuple(dict.fromkeys([raw] if isinstance(raw, str) else list(raw)))
+            listed = [raw] if isinstance(raw, str) else list(raw)
+            projects = tuple(dict.fromkeys(p for p in listed if p))
         order: Order = "oldest" if one("order") == "oldest" else "newest"
         span = one("range")
         return cls(
@@ -69,10 +71,18 @@ class Filters:
             order=order,
         )
 
-    def query(self, limit: int = 50, now: datetime | None = None) -> JobQuery:
-        """The JobQuery of these filters; InvalidRequest names a bad one."""
-        after = _moment("from", self.start)
-        before = _moment("to", self.end)
+    def query(
+        self,
+        limit: int = 50,
+        now: datetime | None = None,
+        *,
+        failed_after: datetime | None = None,
+        failed_before: datetime | None = None,
+    ) -> JobQuery:
+        """The JobQuery of these filters, narrowed to ``failed_after``/``failed_before`` when
+        given (the API's bounds); InvalidRequest names a bad filter."""
+        after = _latest(_moment("from", self.start), failed_after)
+        before = _earliest(_moment("to", self.end), failed_before)
         if self.range:
             after = max(after or datetime.min.replace(tzinfo=UTC), _now(now) - RANGES[self.range])
         return JobQuery(
@@ -111,3 +121,13 @@ class Filters:
 
 def _now(now: datetime | None) -> datetime:
     return now or datetime.now(UTC)
+
+
+def _latest(*moments: datetime | None) -> datetime | None:
+    given = [to_utc(m) for m in moments if m is not None]
+    return max(given) if given else None
+
+
+def _earliest(*moments: datetime | None) -> datetime | None:
+    given = [to_utc(m) for m in moments if m is not None]
+    return min(given) if given else None
