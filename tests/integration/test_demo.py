@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -53,8 +56,6 @@ def test_the_demo_shows_three_projects_and_retries_inline(tmp_path: Path) -> Non
 
 
 def test_the_demo_with_a_password_signs_in_as_admin(tmp_path: Path) -> None:
-    import re
-
     config = seed_demo(tmp_path / "demo", admin_password="demo-password-123")
     assert config.stat().st_mode & 0o077 == 0  # the secret key and hash are not for others
     with TestClient(create_app(load_settings(config)), follow_redirects=False) as client:
@@ -67,3 +68,48 @@ def test_the_demo_with_a_password_signs_in_as_admin(tmp_path: Path) -> None:
         assert client.post("/login", data=form).status_code == 303
         home = client.get("/")
         assert home.status_code == 200 and "admin · admin" in home.text
+
+
+def _run_demo(data_dir: Path) -> str:
+    """``failboard demo`` as a user starts it (seeding only, no server); the password it printed."""
+    command = ["demo", "--no-serve", "--port", "0", "--data-dir", str(data_dir)]
+    out = subprocess.run(
+        [sys.executable, "-m", "failboard", *command],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    found = re.search(r"sign in:\s+admin / (\S+)", out.stdout)
+    assert found, out.stdout
+    return found.group(1)
+
+
+def _signs_in(data_dir: Path, password: str) -> bool:
+    settings = load_settings(data_dir / "failboard.toml")
+    with TestClient(create_app(settings), follow_redirects=False) as client:
+        found = re.search(r'name="csrf_token" value="([0-9a-f]{64})"', client.get("/login").text)
+        assert found
+        form = {"name": "admin", "password": password, "csrf_token": found.group(1)}
+        answer = client.post("/login", data=form)
+        if answer.status_code != 303:
+            assert answer.status_code == 401, answer.text
+            return False
+        return client.get("/api/v1/projects").status_code == 200
+
+
+def test_the_demo_prints_a_new_strong_password_each_run_and_only_it_signs_in(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "demo"
+    first = _run_demo(data_dir)
+    assert len(first) >= 16
+    assert _signs_in(data_dir, first)
+    assert not _signs_in(data_dir, first + "x")
+
+    second = _run_demo(data_dir)
+    assert len(second) >= 16 and second != first
+    assert _signs_in(data_dir, second)
+    # The run before's password no longer opens the dashboard.
+    assert not _signs_in(data_dir, first)
