@@ -134,6 +134,46 @@ def test_serve_allows_a_public_address_once_sign_in_is_configured(tmp_path: Path
     assert _auth_configured(parse_settings(token))
 
 
+def test_serve_warns_once_when_the_session_cookie_would_go_out_without_secure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from failboard.auth import hash_password
+    from failboard.config import parse_settings
+    from failboard.web.security import warn_plain_cookies
+
+    source = tmp_path / "failboard.toml"
+    secret = "k" * 40
+    admin = f'[[users]]\nname = "admin"\npassword_hash = "{hash_password("a long password")}"\n'
+    signed = parse_settings(f'[server]\nsecret_key = "{secret}"\n{admin}', source=source)
+    secure = parse_settings(
+        f'[server]\nsecret_key = "{secret}"\nsecure_cookies = true\n{admin}', source=source
+    )
+    sso = parse_settings(
+        f'[server]\nsecret_key = "{secret}"\nproxy_user_header = "X-User"\n'
+        'trusted_proxies = ["10.0.0.1"]\n[[users]]\nname = "alice"\n',
+        source=source,
+    )
+    token = parse_settings('[[tokens]]\nname = "ci"\nsha256 = "' + "0" * 64 + '"\n')
+
+    with caplog.at_level("INFO"):
+        assert warn_plain_cookies(signed, "0.0.0.0")
+    [record] = caplog.records
+    assert record.levelname == "WARNING"
+    message = record.getMessage()
+    assert "0.0.0.0" in message and "not marked Secure" in message
+    assert f"secure_cookies = true under [server] in {source}" in message
+
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        # On this machine only, with the key set, or with no password sign-in: nothing to say.
+        for host in ("127.0.0.1", "::1", "localhost"):
+            assert not warn_plain_cookies(signed, host)
+        assert not warn_plain_cookies(secure, "0.0.0.0")
+        assert not warn_plain_cookies(sso, "10.1.2.3")
+        assert not warn_plain_cookies(token, "::")
+    assert caplog.records == []
+
+
 def test_text_from_stores_configs_and_users_prints_as_written_never_as_markup(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import logging
 from urllib.parse import quote
 
 from starlette.datastructures import MutableHeaders
@@ -23,6 +25,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from failboard.auth import Permission, Principal
+from failboard.config import Settings
 from failboard.web.access import Gate
 from failboard.web.sessions import COOKIE, Session, cookie_header
 
@@ -35,7 +38,10 @@ __all__ = [
     "csrf_token",
     "session",
     "session_id",
+    "warn_plain_cookies",
 ]
+
+log = logging.getLogger("failboard.web")
 
 HEADER = "x-csrf-token"
 FIELD = "csrf_token"
@@ -84,6 +90,36 @@ def csrf_ok(request: Request, token: str) -> bool:
 
 def secure_request(scope: Scope, gate: Gate) -> bool:
     return gate.secure_cookies or scope.get("scheme") == "https"
+
+
+def warn_plain_cookies(settings: Settings, host: str) -> bool:
+    """At start: one WARNING when the server listens beyond this machine, passwords sign in,
+    and ``[server] secure_cookies`` is off. Whether it warned.
+
+    failboard speaks plain http, and a TLS-terminating proxy forwards plain http too, so the
+    server cannot tell that browsers use https: only the key marks the session cookie Secure."""
+    if _loopback(host) or settings.server.secure_cookies:
+        return False
+    if not any(user.password_hash for user in settings.users):
+        return False
+    log.warning(
+        "listening on %s with password sign-in, but the session cookie is not marked Secure: "
+        "a browser would send it over plain http too. Serve browsers https only (a "
+        "TLS-terminating proxy) and set secure_cookies = true under [server] in %s "
+        "(see docs/security.md)",
+        host,
+        settings.source or "the config",
+    )
+    return True
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _public(path: str) -> bool:
