@@ -320,6 +320,21 @@
       label();
     });
   }
+  // Filter forms send only the fields in use: ?q=card, not ?q=card&queue=&connection=&… — a URL
+  // an operator can read and paste into chat (empty fields mean "any" to the server either way).
+  function initFilters() {
+    $$("form.filters").forEach(function (form) {
+      form.addEventListener("formdata", function (e) {
+        var empty = [];
+        e.formData.forEach(function (value, name) { if (value === "") empty.push(name); });
+        empty.forEach(function (name) {
+          var kept = e.formData.getAll(name).filter(function (v) { return v !== ""; });
+          e.formData.delete(name);
+          kept.forEach(function (v) { e.formData.append(name, v); });
+        });
+      });
+    });
+  }
   function initKeys() {
     document.addEventListener("keydown", function (e) {
       var t = e.target, typing = t && (t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA");
@@ -327,6 +342,6 @@
     });
   }
   document.addEventListener("DOMContentLoaded", function () {
-    initTheme(); initKeys(); initJobs(); initDetail(); initGroups(); initActions();
+    initTheme(); initFilters(); initKeys(); initJobs(); initDetail(); initGroups(); initActions();
   });
 })();
