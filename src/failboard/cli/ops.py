@@ -1,5 +1,5 @@
 """Commands that run things: ``serve``, ``agent``, ``process-spool``, ``migrate``, ``check``,
-``new-token``."""
+``search-index``, ``new-token``."""
 
 from __future__ import annotations
 
@@ -8,19 +8,23 @@ import ipaddress
 import logging
 import signal
 import sys
+import time
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from failboard import auth
 from failboard.agent import Agent
 from failboard.cli.common import ConfigOption, console, err_console, handle_errors, settings_from
-from failboard.config import Settings
-from failboard.drivers import registry
-from failboard.exceptions import ConfigError, FailboardError
+from failboard.config import ProjectSettings, Settings
+from failboard.drivers import registry, trigram
+from failboard.exceptions import ConfigError, FailboardError, InvalidRequest, StoreError
 from failboard.models import JobQuery
 from failboard.spool import AgentSpool, Spool
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 __all__ = ["register", "run_server"]
 
@@ -247,6 +251,140 @@ def check(config: ConfigOption = None) -> None:
         raise typer.Exit(1)
 
 
+def search_index(
+    project: Annotated[
+        str, typer.Option("--project", "-p", help="The project whose search to index.")
+    ],
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Create the indexes now (default: print the SQL).")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Trigram indexes that make free-text search fast on PostgreSQL (docs/search.md).
+
+    Prints the SQL (to run as the table's owner, outside a transaction block), or runs it with
+    --apply: CREATE INDEX CONCURRENTLY, so the application goes on writing meanwhile."""
+    settings = settings_from(config)
+    chosen = settings.project(project)
+    table, columns = _search_target(chosen)
+    if not apply:
+        statements = [trigram.EXTENSION_SQL] + [trigram.index_sql(table, c) for c in columns]
+        # One statement a line, never wrapped: the output is meant for psql as it is.
+        console.print("\n".join(f"{sql};" for sql in statements), markup=False, soft_wrap=True)
+        err_console.print(
+            f"run it with psql as the table's owner, or: failboard search-index --project "
+            f"{chosen.key} --apply",
+            style="dim",
+            markup=False,
+            soft_wrap=True,
+        )
+        return
+    _create_search_indexes(chosen, table, columns)
+
+
+def _search_target(project: ProjectSettings) -> tuple[sa.Table, tuple[str, ...]]:
+    """The table a project's search reads and its searched columns; InvalidRequest, in one line,
+    for a project whose search no trigram index can serve."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from failboard.drivers.dramatiq.options import Options as DramatiqOptions
+    from failboard.drivers.laravel import Options as LaravelOptions
+    from failboard.drivers.laravel.reader import SEARCHED as LARAVEL_SEARCHED
+    from failboard.drivers.laravel.schema import failed_jobs_table
+    from failboard.failures import RecorderOptions, failures_table
+    from failboard.failures.reader import SEARCHED as FAILURES_SEARCHED
+
+    what = f"search-index: project {project.key}"
+    options = project.options
+    target: tuple[sa.Table, tuple[str, ...]]
+    if isinstance(options, LaravelOptions) and options.horizon_source != "horizon":
+        target = failed_jobs_table(options.table), LARAVEL_SEARCHED
+    elif isinstance(options, RecorderOptions) or (
+        isinstance(options, DramatiqOptions) and options.broker == "rabbitmq"
+    ):
+        target = failures_table(options.table), FAILURES_SEARCHED
+    else:
+        raise InvalidRequest(
+            f"{what} ({project.driver}) is not searched in a SQL table; trigram indexes serve "
+            "the laravel driver's failed_jobs table and failboard's failures table"
+        )
+    try:
+        backend = make_url(project.url).get_backend_name()
+    except ArgumentError:
+        raise ConfigError(f"{what}: its url is not a database URL") from None
+    if backend != "postgresql":
+        name = {"mysql": "MySQL/MariaDB", "mariadb": "MariaDB", "sqlite": "SQLite"}
+        raise InvalidRequest(
+            f"{what} is on {name.get(backend, backend)}; trigram indexes are a PostgreSQL feature"
+        )
+    return target
+
+
+def _create_search_indexes(
+    project: ProjectSettings, table: sa.Table, columns: tuple[str, ...]
+) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from failboard.db import create_engine, translate_errors
+
+    what = f"project {project.key}"
+    started = time.perf_counter()
+    engine = create_engine(project.url, timeout=10.0, what=what)
+    created = 0
+    try:
+        with (
+            translate_errors(what, project.url),
+            engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
+        ):
+            # A build takes minutes on a large table: a role's default statement_timeout,
+            # meant for the application's queries, must not cancel it half-way.
+            connection.exec_driver_sql("SET statement_timeout = 0")
+            step = trigram.EXTENSION_SQL
+            try:
+                connection.exec_driver_sql(step)
+                for column in columns:
+                    step = trigram.index_sql(table, column)
+                    built = trigram.create_index(connection, table, column)
+                    created += 1 if built.created else 0
+                    console.print(_built_line(built), markup=False, soft_wrap=True)
+            except DBAPIError as exc:
+                raise StoreError(
+                    f"search-index: {what}: {step} failed: {_db_message(exc)}; run the SQL that "
+                    f"failboard search-index --project {project.key} prints as a superuser or "
+                    "the table's owner"
+                ) from exc
+            except StoreError as exc:
+                raise StoreError(f"search-index: {what}: {exc.message}") from exc
+    finally:
+        engine.dispose()
+    if not created:
+        console.print(f"nothing to do: {project.key}'s search is indexed already", markup=False)
+        return
+    console.print(
+        f"{created} index(es) made in {time.perf_counter() - started:.1f} s; a running "
+        "failboard serve searches with them once restarted (its readers look once)",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+def _built_line(built: trigram.Built) -> str:
+    if not built.created:
+        return f"exists  {built.column}: a trigram index serves it already"
+    size = f", {built.size / 2**20:.1f} MB" if built.size is not None else ""
+    return f"created {built.name} on {built.column} in {built.seconds:.1f} s{size}"
+
+
+def _db_message(exc: BaseException) -> str:
+    """The database's own words: its message and, where it gave one, its hint."""
+    orig = getattr(exc, "orig", None) or exc
+    diag = getattr(orig, "diag", None)
+    primary = getattr(diag, "message_primary", None) or str(orig).strip().splitlines()[0]
+    hint = getattr(diag, "message_hint", None)
+    return f"{primary} ({hint})" if hint else str(primary)
+
+
 def new_token() -> None:
     """Print a new random token and its sha256 for [[tokens]]."""
     token, digest = auth.new_token()
@@ -260,4 +398,5 @@ def register(app: typer.Typer) -> None:
     app.command("process-spool")(handle_errors(process_spool))
     app.command()(handle_errors(migrate))
     app.command()(handle_errors(check))
+    app.command("search-index")(handle_errors(search_index))
     app.command("new-token")(handle_errors(new_token))

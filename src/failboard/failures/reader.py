@@ -15,10 +15,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from failboard.db import create_engine
-from failboard.drivers import sqltable
+from failboard.drivers import sqltable, trigram
 from failboard.drivers.base import Count, JobKey
 from failboard.exceptions import InvalidRequest
 from failboard.failures.options import CAPABILITIES
@@ -26,12 +26,24 @@ from failboard.failures.schema import DEFAULT_TABLE
 from failboard.failures.store import FailuresStore, from_store, to_store
 from failboard.models import FailedJob, FailedJobDetail, JobQuery
 
-__all__ = ["FailuresReader", "decode_json"]
+__all__ = ["EXCEPTION_COLUMNS", "SEARCHED", "FailuresReader", "decode_json"]
 
 MESSAGE_HEAD = 1_000
 """Characters of an exception message a list row reads."""
 MAX_QUEUES = 1_000
 MAX_BUCKETS = 500
+SEARCHED = (
+    "job_id",
+    "name",
+    "queue",
+    "exception_class",
+    "exception_message",
+    "args",
+    "kwargs",
+)
+"""The columns ``q=`` looks in: the ones ``failboard search-index`` gives a trigram index."""
+EXCEPTION_COLUMNS = ("exception_class", "exception_message")
+"""The columns ``exception=`` looks in."""
 
 
 def decode_json(text: str | None) -> Any:
@@ -64,6 +76,7 @@ class FailuresReader:
                 url, timeout=timeout, statement_timeout=timeout, what=f"project {project}"
             )
         self._store = FailuresStore(project, url, table, engine)
+        self._trigram = trigram.TrigramColumns()
 
     # -- Reader ----------------------------------------------------------------------------
 
@@ -71,12 +84,15 @@ class FailuresReader:
         """Up to ``query.limit`` jobs in ``query.order``, resuming strictly past ``query.seek``.
 
         ``failed_after`` and ``failed_before`` are inclusive bounds."""
-        c = self._store.c
-        return self._rows(
-            self._conditions(query),
-            sqltable.keyset_order(c.failed_at, c.id, query.order),
-            query.limit,
-        )
+        store = self._store
+        c = store.c
+        with store.errors(), store.engine.connect() as connection:
+            return self._rows(
+                connection,
+                self._page_conditions(connection, query),
+                sqltable.keyset_order(c.failed_at, c.id, query.order),
+                query.limit,
+            )
 
     def keys(self, query: JobQuery) -> builtins.list[JobKey | FailedJob]:
         """Where the jobs :meth:`list` would return sit: ``(failed_at, id)``."""
@@ -85,7 +101,7 @@ class FailuresReader:
         with store.errors(), store.engine.connect() as connection:
             rows = connection.execute(
                 sa.select(c.id, c.failed_at)
-                .where(*self._conditions(query))
+                .where(*self._page_conditions(connection, query))
                 .order_by(*sqltable.keyset_order(c.failed_at, c.id, query.order))
                 .limit(query.limit)
             ).all()
@@ -97,33 +113,33 @@ class FailuresReader:
         if not ids:
             return []
         store = self._store
-        return self._rows([store.mine, store.c.id.in_(ids)], (), len(ids))
+        with store.errors(), store.engine.connect() as connection:
+            return self._rows(connection, [store.mine, store.c.id.in_(ids)], (), len(ids))
 
     def _rows(
         self,
+        connection: Connection,
         conditions: Sequence[sa.ColumnElement[bool]],
         order: Sequence[sa.ColumnElement[Any]],
         limit: int,
     ) -> builtins.list[FailedJob]:
-        store = self._store
-        c = store.c
-        with store.errors(), store.engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(
-                    c.id,
-                    c.job_id,
-                    c.queue,
-                    c.name,
-                    c.exception_class,
-                    sa.func.substr(c.exception_message, 1, MESSAGE_HEAD).label("message"),
-                    c.fingerprint,
-                    c.attempts,
-                    c.failed_at,
-                )
-                .where(*conditions)
-                .order_by(*order)
-                .limit(limit)
-            ).all()
+        c = self._store.c
+        rows = connection.execute(
+            sa.select(
+                c.id,
+                c.job_id,
+                c.queue,
+                c.name,
+                c.exception_class,
+                sa.func.substr(c.exception_message, 1, MESSAGE_HEAD).label("message"),
+                c.fingerprint,
+                c.attempts,
+                c.failed_at,
+            )
+            .where(*conditions)
+            .order_by(*order)
+            .limit(limit)
+        ).all()
         return [self._item(row) for row in rows]
 
     def get(self, job_id: str) -> FailedJobDetail | None:
@@ -175,7 +191,7 @@ class FailuresReader:
         """How many jobs match ``query`` (its seek and limit ignored), counting to ``cap``."""
         store = self._store
         with store.errors(), store.engine.connect() as connection:
-            conditions = self._conditions(query.model_copy(update={"seek": None}))
+            conditions = self._conditions(connection, query.model_copy(update={"seek": None}))
             return sqltable.capped_count(connection, store.table, conditions, cap)
 
     def queues(self) -> builtins.list[str]:
@@ -212,7 +228,35 @@ class FailuresReader:
 
     # -- SQL -------------------------------------------------------------------------------
 
-    def _conditions(self, query: JobQuery) -> builtins.list[sa.ColumnElement[bool]]:
+    def _conditions(
+        self, connection: Connection, query: JobQuery
+    ) -> builtins.list[sa.ColumnElement[bool]]:
+        """Every row of the query (a count's, where a page has :meth:`_page_conditions`)."""
+        searches = _searches(query)
+        indexed = self._indexed(connection, searches)
+        dialect = self._store.engine.dialect.name
+        return [
+            *self._filters(query),
+            *(sqltable.contains_any(self._store.c, n, dialect, indexed) for n in searches),
+        ]
+
+    def _page_conditions(
+        self, connection: Connection, query: JobQuery
+    ) -> builtins.list[sa.ColumnElement[bool]]:
+        """The WHERE of the query's page (see :func:`failboard.drivers.trigram.page_conditions`)."""
+        searches = _searches(query)
+        return trigram.page_conditions(
+            connection,
+            self._store.table,
+            self._filters(query),
+            searches,
+            query.order,
+            query.limit,
+            self._indexed(connection, searches),
+        )
+
+    def _filters(self, query: JobQuery) -> builtins.list[sa.ColumnElement[bool]]:
+        """The query's conditions but its searches: what an index on ``failed_at`` walks."""
         store = self._store
         c = store.c
         conditions: list[sa.ColumnElement[bool]] = [store.mine]
@@ -222,32 +266,6 @@ class FailuresReader:
             conditions.append(sa.false())  # recorder engines have no queue connections
         if query.name:
             conditions.append(c.name == query.name)
-        dialect = store.engine.dialect.name
-        if query.exception:
-            text = query.exception
-            conditions.append(
-                sa.or_(
-                    sqltable.contains(c.exception_class, text, dialect),
-                    sqltable.contains(c.exception_message, text, dialect),
-                )
-            )
-        if query.q:
-            conditions.append(
-                sa.or_(
-                    *(
-                        sqltable.contains(column, query.q, dialect)
-                        for column in (
-                            c.job_id,
-                            c.name,
-                            c.queue,
-                            c.exception_class,
-                            c.exception_message,
-                            c.args,
-                            c.kwargs,
-                        )
-                    )
-                )
-            )
         if query.failed_after is not None:
             conditions.append(c.failed_at >= to_store(query.failed_after))
         if query.failed_before is not None:
@@ -257,6 +275,13 @@ class FailuresReader:
                 sqltable.seek_condition(c.failed_at, c.id, query.seek, query.order, to_store)
             )
         return conditions
+
+    def _indexed(
+        self, connection: Connection, searches: Sequence[sqltable.Needles]
+    ) -> frozenset[str]:
+        """The columns with a trigram index; asked on the first search only, so that a plain
+        listing never costs a catalog query."""
+        return self._trigram.of(connection, self._store.table) if searches else frozenset()
 
     def _item(self, row: Any) -> FailedJob:
         return FailedJob(**self._fields(row, row.message))
@@ -274,3 +299,13 @@ class FailuresReader:
             "fingerprint": row.fingerprint,
             "sort_key": str(row.id),
         }
+
+
+def _searches(query: JobQuery) -> list[sqltable.Needles]:
+    """The query's text filters, each a set of needles any of which may match."""
+    searches: list[sqltable.Needles] = []
+    if query.exception:
+        searches.append([(name, query.exception) for name in EXCEPTION_COLUMNS])
+    if query.q:
+        searches.append([(name, query.q) for name in SEARCHED])
+    return searches

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from failboard.db import create_engine
-from failboard.drivers import sqltable
+from failboard.drivers import sqltable, trigram
 from failboard.drivers.base import Count, JobKey
 from failboard.drivers.laravel.horizon import HorizonStore
 from failboard.drivers.laravel.options import CAPABILITIES, Options
@@ -26,7 +26,7 @@ from failboard.exceptions import InvalidRequest
 from failboard.fingerprint import fingerprint, split_exception
 from failboard.models import FailedJob, FailedJobDetail, JobQuery, Seek
 
-__all__ = ["LaravelReader", "payload_extra"]
+__all__ = ["SEARCHED", "LaravelReader", "payload_extra"]
 
 PAYLOAD_HEAD = 4_000
 """Characters of a payload a list row reads: enough for every key before ``data.command``."""
@@ -40,6 +40,9 @@ last, after the stack."""
 MAX_QUEUES = 1_000
 MAX_BUCKETS = 500
 """A histogram is one SELECT with a SUM(CASE ...) per bucket; this bounds its width."""
+SEARCHED = ("payload", "exception", "queue")
+"""The columns ``q=`` looks in (``exception=`` and ``name=`` in one of them each): the ones
+``failboard search-index`` gives a trigram index."""
 
 _EXTRA_KEYS = (
     "displayName",
@@ -84,6 +87,7 @@ class LaravelReader:
             )
         self._store = FailedJobsStore(project, url, self.options, engine)
         self._horizon: HorizonStore | None = None
+        self._trigram = trigram.TrigramColumns()
 
     # -- Reader ----------------------------------------------------------------------------
 
@@ -97,7 +101,7 @@ class LaravelReader:
             t = store.table(connection)
             # Pick the page's ids first, then fetch their columns: the sort never drags payload
             # heads (let alone payloads) of rows that do not make the page.
-            page = self._page(t, query).subquery("page")
+            page = self._page(connection, t, query).subquery("page")
             return self._rows(connection, t, page, _order(t, query.order))
 
     def keys(self, query: JobQuery) -> builtins.list[JobKey | FailedJob]:
@@ -105,7 +109,7 @@ class LaravelReader:
         store = self._store
         with store.errors(), store.engine.connect() as connection:
             t = store.table(connection)
-            rows = connection.execute(self._page(t, query, t.c.failed_at)).all()
+            rows = connection.execute(self._page(connection, t, query, t.c.failed_at)).all()
         return [JobKey(store.from_store(row.failed_at), str(row.id)) for row in rows]
 
     def fetch(self, sort_keys: Sequence[str]) -> builtins.list[FailedJob]:
@@ -120,12 +124,26 @@ class LaravelReader:
             return self._rows(connection, t, page, ())
 
     def _page(
-        self, t: FailedTable, query: JobQuery, *also: sa.ColumnElement[Any]
+        self,
+        connection: Connection,
+        t: FailedTable,
+        query: JobQuery,
+        *also: sa.ColumnElement[Any],
     ) -> sa.Select[Any]:
         """The ids (and ``also``) of the query's page, in its order."""
+        searches = _searches(query)
+        conditions = trigram.page_conditions(
+            connection,
+            t.table,
+            self._filters(t, query),
+            searches,
+            query.order,
+            query.limit,
+            self._indexed(connection, t, searches),
+        )
         return (
             sa.select(t.c.id, *also)
-            .where(*self._conditions(t, query))
+            .where(*conditions)
             .order_by(*_order(t, query.order))
             .limit(query.limit)
         )
@@ -202,7 +220,7 @@ class LaravelReader:
         store = self._store
         with store.errors(), store.engine.connect() as connection:
             t = store.table(connection)
-            conditions = self._conditions(t, query.model_copy(update={"seek": None}))
+            conditions = self._conditions(connection, t, query.model_copy(update={"seek": None}))
             return sqltable.capped_count(connection, t.table, conditions, cap)
 
     def queues(self) -> builtins.list[str]:
@@ -263,7 +281,20 @@ class LaravelReader:
 
     # -- SQL -------------------------------------------------------------------------------
 
-    def _conditions(self, t: FailedTable, query: JobQuery) -> builtins.list[sa.ColumnElement[bool]]:
+    def _conditions(
+        self, connection: Connection, t: FailedTable, query: JobQuery
+    ) -> builtins.list[sa.ColumnElement[bool]]:
+        """Every row of the query (a count's, where a page has :meth:`_page`)."""
+        searches = _searches(query)
+        indexed = self._indexed(connection, t, searches)
+        dialect = self._store.engine.dialect.name
+        return [
+            *self._filters(t, query),
+            *(sqltable.contains_any(t.c, needles, dialect, indexed) for needles in searches),
+        ]
+
+    def _filters(self, t: FailedTable, query: JobQuery) -> builtins.list[sa.ColumnElement[bool]]:
+        """The query's conditions but its searches: what an index on ``failed_at`` walks."""
         c = t.c
         store = self._store
         conditions: list[sa.ColumnElement[bool]] = []
@@ -271,13 +302,6 @@ class LaravelReader:
             conditions.append(c.queue == query.queue)
         if query.connection is not None:
             conditions.append(c.connection == query.connection)
-        dialect = store.engine.dialect.name
-        if query.name:
-            conditions.append(_name_condition(c.payload, query.name, dialect))
-        if query.exception:
-            conditions.append(sqltable.contains(c.exception, query.exception, dialect))
-        if query.q:
-            conditions.append(_search_condition(t, query.q, dialect))
         if query.failed_after is not None:
             conditions.append(c.failed_at >= store.to_store(query.failed_after))
         if query.failed_before is not None:
@@ -285,6 +309,13 @@ class LaravelReader:
         if query.seek is not None:
             conditions.append(self._seek_condition(t, query.seek, query.order))
         return conditions
+
+    def _indexed(
+        self, connection: Connection, t: FailedTable, searches: Sequence[sqltable.Needles]
+    ) -> frozenset[str]:
+        """The columns with a trigram index; asked on the first search only, so that a plain
+        listing never costs a catalog query."""
+        return self._trigram.of(connection, t.table) if searches else frozenset()
 
     def _seek_condition(self, t: FailedTable, seek: Seek, order: str) -> sa.ColumnElement[bool]:
         return sqltable.seek_condition(t.c.failed_at, t.c.id, seek, order, self._store.to_store)
@@ -340,9 +371,19 @@ def _order(t: FailedTable, order: str) -> tuple[sa.ColumnElement[Any], ...]:
     return sqltable.keyset_order(t.c.failed_at, t.c.id, order)
 
 
-def _name_condition(
-    payload: sa.ColumnElement[str], name: str, dialect: str
-) -> sa.ColumnElement[bool]:
+def _searches(query: JobQuery) -> builtins.list[sqltable.Needles]:
+    """The query's text filters, each a set of needles any of which may match."""
+    searches: list[sqltable.Needles] = []
+    if query.name:
+        searches.append(_name_needles(query.name))
+    if query.exception:
+        searches.append([("exception", query.exception)])
+    if query.q:
+        searches.append(_search_needles(query.q))
+    return searches
+
+
+def _name_needles(name: str) -> sqltable.Needles:
     """``"displayName":"<name>"`` in the payload text, written the way PHP's json_encode writes
     it (``\\\\`` for a backslash, ``\\/`` for a slash), with or without a space after the colon,
     and with non-ASCII characters raw (Laravel's push) or ``\\u``-escaped (older Laravel, and
@@ -350,19 +391,19 @@ def _name_condition(
     """
     values = {json_string(name), json_string(name, unescaped_unicode=False)}
     needles = {f'"displayName":{sep}{value}' for value in values for sep in ("", " ")}
-    return sa.or_(*(sqltable.contains(payload, needle, dialect) for needle in sorted(needles)))
+    return [("payload", needle) for needle in sorted(needles)]
 
 
-def _search_condition(t: FailedTable, q: str, dialect: str) -> sa.ColumnElement[bool]:
-    """Case-insensitive ``q`` in the payload, the exception or the queue name. The payload is
-    JSON, so ``q`` is also looked for as JSON writes it (``App\\\\Jobs`` for ``App\\Jobs``)."""
-    c = t.c
+def _search_needles(q: str) -> sqltable.Needles:
+    """Case-insensitive ``q`` in the payload, the exception or the queue name (:data:`SEARCHED`).
+    The payload is JSON, so ``q`` is also looked for as JSON writes it (``App\\\\Jobs`` for
+    ``App\\Jobs``)."""
     in_payload = {q, json_string(q)[1:-1], json_string(q, unescaped_unicode=False)[1:-1]}
-    return sa.or_(
-        *(sqltable.contains(c.payload, value, dialect) for value in sorted(in_payload)),
-        sqltable.contains(c.exception, q, dialect),
-        sqltable.contains(c.queue, q, dialect),
-    )
+    return [
+        *(("payload", value) for value in sorted(in_payload)),
+        ("exception", q),
+        ("queue", q),
+    ]
 
 
 def payload_extra(payload: Any) -> dict[str, Any]:
