@@ -174,6 +174,28 @@ def test_serve_warns_once_when_the_session_cookie_would_go_out_without_secure(
     assert caplog.records == []
 
 
+def test_serve_on_a_public_address_says_the_cookie_is_not_secure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import uvicorn
+
+    from failboard.auth import hash_password
+
+    served: list[str] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, **_: served.append(host))
+    config = _config(
+        tmp_path,
+        f'[server]\nsecret_key = "{"k" * 40}"\n'
+        f'[[users]]\nname = "admin"\npassword_hash = "{hash_password("a long password")}"\n',
+    )
+    assert runner.invoke(app, ["migrate", "--config", str(config)]).exit_code == 0
+    with caplog.at_level("WARNING"):
+        out = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--config", str(config)])
+    assert out.exit_code == 0, out.output
+    assert served == ["0.0.0.0"]
+    assert any("not marked Secure" in r.getMessage() for r in caplog.records)
+
+
 def test_text_from_stores_configs_and_users_prints_as_written_never_as_markup(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import faulthandler
-import ipaddress
 import logging
 import signal
 import sys
@@ -13,6 +12,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from failboard import auth
 from failboard.agent import Agent
@@ -39,28 +39,21 @@ def _logging(verbose: bool = False) -> None:
     logging.getLogger("httpx2").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def run_server(settings: Settings, host: str, port: int, *, unsafe_no_auth: bool = False) -> None:
     """Serve the dashboard (and the inline agents) until interrupted."""
     import uvicorn
 
     from failboard.web import create_app
+    from failboard.web.security import is_loopback, warn_plain_cookies
 
-    if not _is_loopback(host) and not unsafe_no_auth and not _auth_configured(settings):
+    if not is_loopback(host) and not unsafe_no_auth and not _auth_configured(settings):
         # Fail closed: without users, tokens or a trusted proxy everyone would be an admin.
         raise ConfigError(
             f"refusing to listen on {host}: no sign-in is configured, so only this machine may "
             "connect; add [[users]] or [[tokens]] or [server] proxy_user_header (see "
             "docs/security.md), or pass --unsafe-no-auth if you really mean it"
         )
+    warn_plain_cookies(settings, host)
     app = create_app(settings)
     # proxy_headers off: the trusted-proxy check must see the real TCP peer, never an address
     # a client wrote into X-Forwarded-For.
@@ -230,7 +223,7 @@ def check(config: ConfigOption = None) -> None:
         console.print(f"[green]ok[/]   spool (revision {spool.current_revision()})")
     except FailboardError as exc:
         failures += 1
-        console.print(f"[red]FAIL[/] spool: {exc.message}", soft_wrap=True)
+        console.print(f"[red]FAIL[/] spool: {escape(exc.message)}", soft_wrap=True)
     finally:
         spool.close()
     for project in settings.projects:
@@ -245,7 +238,8 @@ def check(config: ConfigOption = None) -> None:
         except FailboardError as exc:
             failures += 1
             console.print(
-                f"[red]FAIL[/] {project.key} ({project.driver}): {exc.message}", soft_wrap=True
+                f"[red]FAIL[/] {project.key} ({project.driver}): {escape(exc.message)}",
+                soft_wrap=True,
             )
     if failures:
         raise typer.Exit(1)

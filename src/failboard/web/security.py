@@ -98,7 +98,7 @@ def warn_plain_cookies(settings: Settings, host: str) -> bool:
 
     failboard speaks plain http, and a TLS-terminating proxy forwards plain http too, so the
     server cannot tell that browsers use https: only the key marks the session cookie Secure."""
-    if _loopback(host) or settings.server.secure_cookies:
+    if is_loopback(host) or settings.server.secure_cookies:
         return False
     if not any(user.password_hash for user in settings.users):
         return False
@@ -113,7 +113,8 @@ def warn_plain_cookies(settings: Settings, host: str) -> bool:
     return True
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address to listen on) reaches this machine only."""
     if host == "localhost":
         return True
     try:

@@ -81,6 +81,7 @@ class LaravelReader:
     ) -> None:
         self.project = project
         self.options = options or Options()
+        self.timeout = timeout  # also the Horizon lookup's Redis timeout on the detail page
         if engine is None:
             engine = create_engine(
                 url, timeout=timeout, statement_timeout=timeout, what=f"project {project}"
@@ -272,7 +273,7 @@ class LaravelReader:
         try:
             if self._horizon is None:
                 self._horizon = HorizonStore(
-                    connect(url, self.project), self.options.horizon_prefix
+                    connect(url, self.project, self.timeout), self.options.horizon_prefix
                 )
             record = self._horizon.records([job_id]).get(job_id)
         except Exception as exc:  # Redis down: the table's copy is still worth showing
