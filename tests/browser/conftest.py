@@ -212,7 +212,11 @@ def serve(app: FastAPI) -> Iterator[str]:
     """``app`` under uvicorn in a thread on a free loopback port (its lifespan, so its inline
     agents, included); yields its URL and stops it after."""
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    # proxy_headers off, as `failboard serve` runs it: the trusted-proxy check sees the TCP peer.
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

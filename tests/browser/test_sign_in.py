@@ -6,19 +6,16 @@ Its own live server (the demo's stores, with users), since the shared one runs w
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from playwright.sync_api import Page, expect
 
 from failboard.auth import hash_password
 from failboard.config import load_settings
 from failboard.demo import seed_demo
 from failboard.web import create_app
-from tests.browser.conftest import _free_port
+from tests.browser.conftest import serve
 
 ADMIN_PASSWORD = "admin-password-for-the-browser"
 VIEWER_PASSWORD = "viewer-password-for-the-browser"
@@ -37,21 +34,8 @@ role = "viewer"
 projects = ["shop"]
 """
     )
-    port = _free_port()
-    app = create_app(load_settings(config))
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the live server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serve(create_app(load_settings(config))) as url:
+        yield url
 
 
 def _sign_in(page: Page, server: str, name: str, password: str) -> None:

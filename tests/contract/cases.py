@@ -52,6 +52,22 @@ class DriverCase:
 
 
 @contextmanager
+def _case(
+    project: ProjectSettings,
+    executor: Executor,
+    make_failures: Callable[[list[Spec]], list[str]],
+    requeued: Callable[[], list[str]],
+) -> Iterator[DriverCase]:
+    """The project's reader beside ``executor``; both closed when the case ends."""
+    reader = registry.make_reader(project, 5.0)
+    try:
+        yield DriverCase(reader, executor, make_failures, requeued)
+    finally:
+        reader.close()
+        executor.close()
+
+
+@contextmanager
 def laravel_case(kind: str) -> Iterator[DriverCase]:
     with fresh_database(kind) as url:
         engine = create_engine(url)
@@ -83,13 +99,11 @@ def laravel_case(kind: str) -> Iterator[DriverCase]:
                 payloads = connection.execute(sa.text("SELECT payload FROM jobs")).scalars()
                 return [json.loads(p)["uuid"] for p in payloads]
 
-        reader = registry.make_reader(project, 5.0)
         executor = registry.make_executor(project, batch_size=7)  # small: many batches
         try:
-            yield DriverCase(reader, executor, make_failures, requeued)
+            with _case(project, executor, make_failures, requeued) as case:
+                yield case
         finally:
-            reader.close()
-            executor.close()
             engine.dispose()
 
 
@@ -121,13 +135,9 @@ def rq_case() -> Iterator[DriverCase]:
                 pushed += [m.decode() for m in client.lrange(key, 0, -1)]
             return pushed
 
-        reader = registry.make_reader(project, 5.0)
         executor = registry.make_executor(project, batch_size=2)  # small: many batches
-        try:
-            yield DriverCase(reader, executor, make_failures, requeued)
-        finally:
-            reader.close()
-            executor.close()
+        with _case(project, executor, make_failures, requeued) as case:
+            yield case
 
 
 @contextmanager
@@ -172,7 +182,6 @@ def celery_case(kind: str) -> Iterator[DriverCase]:
                 for message in queued_messages(client, prefix, queue)
             ]
 
-        reader = registry.make_reader(project, 5.0)
         executor = FailuresExecutor(
             "contract",
             url,
@@ -180,10 +189,9 @@ def celery_case(kind: str) -> Iterator[DriverCase]:
             batch_size=2,  # small: many batches
         )
         try:
-            yield DriverCase(reader, executor, make_failures, requeued)
+            with _case(project, executor, make_failures, requeued) as case:
+                yield case
         finally:
-            reader.close()
-            executor.close()
             recorder.close()
             app.close()
 
@@ -222,13 +230,9 @@ def dramatiq_redis_case() -> Iterator[DriverCase]:
                 for message_id in pushed_message_ids(client, ns, queue)
             ]
 
-        reader = registry.make_reader(project, 5.0)
         executor = registry.make_executor(project, batch_size=2)  # small: many batches
-        try:
-            yield DriverCase(reader, executor, make_failures, requeued)
-        finally:
-            reader.close()
-            executor.close()
+        with _case(project, executor, make_failures, requeued) as case:
+            yield case
 
 
 @contextmanager
@@ -280,7 +284,6 @@ def dramatiq_table_case(kind: str) -> Iterator[DriverCase]:
             ]
 
         broker = RedisBroker(client=client, namespace=ns, middleware=[])
-        reader = registry.make_reader(project, 5.0)
         executor = FailuresExecutor(
             "contract",
             url,
@@ -288,10 +291,9 @@ def dramatiq_table_case(kind: str) -> Iterator[DriverCase]:
             batch_size=2,
         )
         try:
-            yield DriverCase(reader, executor, make_failures, requeued)
+            with _case(project, executor, make_failures, requeued) as case:
+                yield case
         finally:
-            reader.close()
-            executor.close()
             recorder.close()
 
 
@@ -341,7 +343,6 @@ def huey_case(kind: str) -> Iterator[DriverCase]:
                     pushed.append(message.id)
             return pushed
 
-        reader = registry.make_reader(project, 5.0)
         executor = FailuresExecutor(
             "contract",
             url,
@@ -350,10 +351,9 @@ def huey_case(kind: str) -> Iterator[DriverCase]:
             batch_size=2,
         )
         try:
-            yield DriverCase(reader, executor, make_failures, requeued)
+            with _case(project, executor, make_failures, requeued) as case:
+                yield case
         finally:
-            reader.close()
-            executor.close()
             recorder.close()
 
 
@@ -429,7 +429,6 @@ def arq_case() -> Iterator[DriverCase]:
                 found.append(job.kwargs["ref"])
             return found
 
-        reader = registry.make_reader(project, 5.0)
         executor = FailuresExecutor(
             "contract",
             db,
@@ -437,10 +436,9 @@ def arq_case() -> Iterator[DriverCase]:
             batch_size=2,  # small: many batches
         )
         try:
-            yield DriverCase(reader, executor, make_failures, requeued)
+            with _case(project, executor, make_failures, requeued) as case:
+                yield case
         finally:
-            reader.close()
-            executor.close()
             recorder.close()
             for queue, job_id, _ in list(ours()):
                 client.zrem(queue, job_id)
@@ -503,7 +501,6 @@ def taskiq_case() -> Iterator[DriverCase]:
                 found.append(retry_of)
             return found
 
-        reader = registry.make_reader(project, 5.0)
         executor = FailuresExecutor(
             "contract",
             db,
@@ -511,10 +508,9 @@ def taskiq_case() -> Iterator[DriverCase]:
             batch_size=2,  # small: many batches
         )
         try:
-            yield DriverCase(reader, executor, make_failures, requeued)
+            with _case(project, executor, make_failures, requeued) as case:
+                yield case
         finally:
-            reader.close()
-            executor.close()
             recorder.close()
             for queue, raw, _ in list(ours()):
                 client.lrem(queue, 1, raw)
