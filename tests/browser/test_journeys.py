@@ -446,9 +446,12 @@ def test_hidden_columns_stay_hidden_after_a_reload(page: Page, site: Site) -> No
     expect(column.last).to_be_visible()
 
 
-def test_auto_refresh_reloads_the_table_unless_rows_are_selected(page: Page, site: Site) -> None:
+def test_auto_refresh_updates_the_table_in_place_unless_rows_are_selected(
+    page: Page, site: Site
+) -> None:
     page.clock.install()  # the page's 15 s timer runs when the test says
     page.goto(f"{site.url}/?project=legacy")
+    page.evaluate("window.sameDocument = true")  # gone if the page were reloaded
     loads: list[str] = []
     page.on("request", lambda r: loads.append(r.url) if r.is_navigation_request() else None)
     auto = page.locator("#autorefresh")
@@ -469,8 +472,14 @@ def test_auto_refresh_reloads_the_table_unless_rows_are_selected(page: Page, sit
     expect(arrived).to_have_count(0)
 
     page.locator(".row-check").first.uncheck()
+    page.locator("#search").fill("half-typed")  # a filter being typed survives the refresh
+    before = page.locator("#count").inner_text()
     page.clock.run_for(16_000)
-    # Auto-refresh reloads the page (docs/dashboard.md: "the table can refresh itself").
+    # The new failure arrives in place (docs/dashboard.md): no navigation, same document, the
+    # count follows, the typed text stays.
     expect(arrived).to_have_count(1)
-    assert loads == [f"{site.url}/?project=legacy"]
+    expect(page.locator("#count")).not_to_have_text(before)
+    assert loads == [] and page.evaluate("window.sameDocument") is True
+    expect(page.locator("#search")).to_have_value("half-typed")
+    page.reload()
     expect(auto).to_be_checked()  # remembered

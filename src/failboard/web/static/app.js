@@ -192,12 +192,35 @@
 
     // Counts come after the table, so a slow count never holds the page.
     var count = $("#count");
-    fetch(count.dataset.src, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (data) {
-      count.textContent = data.text + (data.value === 1 && !data.capped ? " failed job" : " failed jobs");
-      matching.count = data.text;
-      $("#matching-count").textContent = data.text;
-      refreshBulk();
-    }).catch(function () { count.textContent = ""; });
+    function loadCount() {
+      fetch(count.dataset.src, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (data) {
+        count.textContent = data.text + (data.value === 1 && !data.capped ? " failed job" : " failed jobs");
+        matching.count = data.text;
+        $("#matching-count").textContent = data.text;
+        refreshBulk();
+      }).catch(function () { count.textContent = ""; });
+    }
+    loadCount();
+
+    // Auto-refresh swaps in the server's fresh banners, rows and pager (its own escaped HTML,
+    // as on the actions page) and recounts: no reload, so the scroll position, a filter being
+    // typed and the focus stay where they are.
+    function refreshTable() {
+      fetch(location.href, { credentials: "same-origin" }).then(function (r) {
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.text();
+      }).then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        if (!fresh.querySelector("#jobs tbody")) return;  // signed out meanwhile: keep the page
+        ["#banners", "#jobs tbody", "nav.pager"].forEach(function (sel) {
+          var now = $(sel), next = fresh.querySelector(sel);
+          if (now && next) now.replaceWith(document.importNode(next, true));
+        });
+        matching.selected = false;
+        refreshBulk();
+        loadCount();
+      }).catch(function () { /* the page stays as it was; the next tick tries again */ });
+    }
 
     // Hideable columns and auto-refresh, remembered per browser.
     $$(".col-toggle").forEach(function (box) {
@@ -212,7 +235,7 @@
     auto.addEventListener("change", function () { store.set("failboard-autorefresh", auto.checked ? "1" : "0"); });
     setInterval(function () {
       // Never pull the page from under a selection or an open dialog.
-      if (auto.checked && !checked().length && !$("#confirm").open) location.reload();
+      if (auto.checked && !checked().length && !$("#confirm").open) refreshTable();
     }, 15000);
 
     var queueOpen = $("#retry-queue-open");
