@@ -31,6 +31,7 @@ __all__ = [
     "contains_any",
     "histogram",
     "keyset_order",
+    "row_ids",
     "seek_condition",
     "served",
     "transient",
@@ -77,6 +78,12 @@ def seek_condition(
         raise InvalidRequest("cursor: not a cursor this server gave out") from None
     beyond = key < value if newest else key > value
     return sa.or_(past, sa.and_(at == stored, beyond))
+
+
+def row_ids(sort_keys: Sequence[str]) -> list[int]:
+    """The numeric row ids among ``sort_keys`` (a SQL table's sort key is its row id); anything
+    else names no row, and is dropped rather than sent to the database."""
+    return [int(key) for key in sort_keys if key.isascii() and key.isdigit()]
 
 
 def contains(

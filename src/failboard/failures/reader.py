@@ -109,7 +109,7 @@ class FailuresReader:
 
     def fetch(self, sort_keys: Sequence[str]) -> builtins.list[FailedJob]:
         """The list rows of the failures with these row ids."""
-        ids = [int(key) for key in sort_keys if key.isascii() and key.isdigit()]
+        ids = sqltable.row_ids(sort_keys)
         if not ids:
             return []
         store = self._store

@@ -115,7 +115,7 @@ class LaravelReader:
 
     def fetch(self, sort_keys: Sequence[str]) -> builtins.list[FailedJob]:
         """The list rows of the jobs with these ids (a sort key is the numeric id)."""
-        ids = [int(key) for key in sort_keys if key.isascii() and key.isdigit()]
+        ids = sqltable.row_ids(sort_keys)
         if not ids:
             return []
         store = self._store
