@@ -194,7 +194,8 @@ def test_a_slow_or_refused_redis_is_marked_and_the_others_answer(tmp_path: Path)
                     # The aggregator stops waiting at the store timeout; the readers' socket
                     # timeout is the same, so either may speak first.
                     assert errors[key] == f"timed out after {STORE_TIMEOUT:g} s" or (
-                        "Redis: Timeout reading" in errors[key]
+                        f"project {key}" in errors[key]
+                        and "cannot reach Redis: Timeout reading" in errors[key]
                     ), errors[key]
                 assert "cannot reach Redis" in errors["rq-down"]
                 assert "refused" in errors["rq-down"]

@@ -199,7 +199,7 @@ def test_redis_down_changes_nothing(project: Project) -> None:
         clock=lambda: NOW,
     )
     try:
-        with pytest.raises(StoreUnreachable, match="project shop: Redis is not reachable"):
+        with pytest.raises(StoreUnreachable, match="project shop: cannot reach Redis"):
             executor.retry([job, db_job])
     finally:
         executor.close()

@@ -58,9 +58,13 @@ def redis_errors(what: str, exc: BaseException) -> StoreError:
     password)."""
     import redis as redis_module
 
+    from failboard.drivers.redisstore import first_line
+
+    # The same words as the other Redis drivers' (redisstore.RedisStore.errors), so an operator
+    # reading the banners of an RQ and a Horizon project on one Redis sees one cause.
     if isinstance(exc, redis_module.ConnectionError | redis_module.TimeoutError):
-        return StoreUnreachable(f"{what}: Redis is not reachable ({type(exc).__name__}: {exc})")
-    return StoreError(f"{what}: Redis said {type(exc).__name__}: {exc}")
+        return StoreUnreachable(f"{what}: cannot reach Redis: {first_line(exc)}")
+    return StoreError(f"{what}: Redis said: {first_line(exc)}")
 
 
 class RedisQueue:
