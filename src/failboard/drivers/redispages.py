@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -21,12 +21,15 @@ from typing import Any, Protocol
 import redis
 
 from failboard.drivers.redisstore import text
-from failboard.models import Seek, to_utc
+from failboard.models import JobQuery, Seek, to_utc
 
 __all__ = [
+    "FILTER_BATCH",
+    "SCAN_CAP",
     "SEP",
     "Entry",
     "ScoredSets",
+    "Walk",
     "Window",
     "fetch",
     "locate",
@@ -36,6 +39,11 @@ __all__ = [
 
 SEP = "\x1f"
 INF = float("inf")
+SCAN_CAP = 10_000
+"""Entries one request reads at most to apply the filters Redis cannot (job name, exception,
+free text); a page may come back short when they match nothing among them."""
+FILTER_BATCH = 200
+"""Entries per page while filtering in Python: fewer round trips than a 50-row page."""
 
 
 class ScoredSets(Protocol):
@@ -93,6 +101,16 @@ class Window:
     failed_after: datetime | None = None
     failed_before: datetime | None = None
     seek: Seek | None = None
+
+    @classmethod
+    def of(cls, query: JobQuery, seek: Seek | None) -> Window:
+        """The query's order and time range, resuming past ``seek``."""
+        return cls(
+            newest=query.order == "newest",
+            failed_after=query.failed_after,
+            failed_before=query.failed_before,
+            seek=seek,
+        )
 
 
 @dataclass(slots=True)
@@ -181,6 +199,40 @@ def fetch(
         if len(out) >= n:
             break
     return out
+
+
+class Walk:
+    """The pages of a query from ``seek`` on, one :func:`fetch` each, each resuming past the
+    last entry of the one before; until a short page (the end: :attr:`complete`), SCAN_CAP
+    entries, or an entry kept forever (no time to resume from). The readers filter what Redis
+    cannot on the way, and stop early once they have enough."""
+
+    def __init__(
+        self,
+        store: ScoredSets,
+        queues: list[str],
+        query: JobQuery,
+        batch: int,
+        seek: Seek | None,
+    ) -> None:
+        self.store = store
+        self.queues = queues
+        self.query = query
+        self.batch = batch
+        self.seek = seek
+        self.complete = False
+
+    def __iter__(self) -> Iterator[list[Entry]]:
+        seek = self.seek
+        scanned = 0
+        while True:
+            entries = fetch(self.store, self.queues, Window.of(self.query, seek), self.batch)
+            self.complete = len(entries) < self.batch
+            yield entries
+            scanned += len(entries)
+            if self.complete or scanned >= SCAN_CAP or entries[-1].failed_at is None:
+                return
+            seek = Seek(failed_at=entries[-1].failed_at, sort_key=entries[-1].sort_key)
 
 
 def locate(store: ScoredSets, sort_keys: Sequence[str], now: float | None = None) -> list[Entry]:

@@ -21,16 +21,22 @@ import redis
 from failboard.drivers.base import Count, JobKey
 from failboard.drivers.dramatiq.options import CAPABILITIES, Options
 from failboard.drivers.dramatiq.store import DramatiqStore, ErrorRecord, Message, decode_message
-from failboard.drivers.redispages import Entry, Window, fetch, locate, score_range
+from failboard.drivers.redispages import (
+    FILTER_BATCH,
+    SCAN_CAP,
+    Entry,
+    Walk,
+    Window,
+    fetch,
+    locate,
+    score_range,
+)
 from failboard.drivers.rq.safe import plain
 from failboard.fingerprint import fingerprint, split_exception
-from failboard.models import FailedJob, FailedJobDetail, JobQuery, Seek
+from failboard.models import FailedJob, FailedJobDetail, JobQuery
 
 __all__ = ["SCAN_CAP", "DramatiqReader"]
 
-SCAN_CAP = 10_000
-"""Entries one request reads at most to apply the filters Redis cannot (name, exception, text)."""
-FILTER_BATCH = 200
 LIST_TEXT = 64_000
 """Characters of a traceback a list row keeps: the class and message are at its end."""
 
@@ -82,23 +88,15 @@ class DramatiqReader:
         filtered = bool(query.name or query.exception or query.q)
         batch = max(query.limit, FILTER_BATCH) if filtered else query.limit
         out: list[FailedJob] = []
-        seek = query.seek
-        scanned = 0
         with store.errors():
-            while True:
-                entries = fetch(store, queues, _window(query, seek), batch)
+            for entries in Walk(store, queues, query, batch, query.seek):
                 for row in self._hydrate(entries, LIST_TEXT):
                     job = self._item(row)
                     if _matches(job, row, query):
                         out.append(job)
                         if len(out) >= query.limit:
                             return out
-                scanned += len(entries)
-                if len(entries) < batch or scanned >= SCAN_CAP:
-                    return out
-                last = entries[-1]
-                assert last.failed_at is not None  # dead-letter scores are always times
-                seek = Seek(failed_at=last.failed_at, sort_key=last.sort_key)
+        return out
 
     def keys(self, query: JobQuery) -> builtins.list[JobKey | FailedJob]:
         """Where the jobs :meth:`list` would return sit, from the sorted sets alone; with a
@@ -110,7 +108,7 @@ class DramatiqReader:
         if not queues:
             return []
         with store.errors():
-            entries = fetch(store, queues, _window(query, query.seek), query.limit)
+            entries = fetch(store, queues, Window.of(query, query.seek), query.limit)
         return [JobKey(entry.failed_at, entry.sort_key) for entry in entries]
 
     def fetch(self, sort_keys: Sequence[str]) -> builtins.list[FailedJob]:
@@ -176,7 +174,7 @@ class DramatiqReader:
             return Count(min(found, cap), capped=found > cap or not complete)
         with store.errors():
             pipe = store.redis.pipeline(transaction=False)
-            window = _window(query, None)
+            window = Window.of(query, None)
             for queue in queues:
                 r = score_range(store, queue, window, time.time())
                 pipe.zcount(store.zset(queue), r.spec(r.lo, r.lo_open), r.spec(r.hi, r.hi_open))
@@ -218,21 +216,15 @@ class DramatiqReader:
     ) -> tuple[int, bool]:
         """Matches among at most SCAN_CAP entries; whether the scan reached the end."""
         store = self._store
-        found = scanned = 0
-        seek: Seek | None = None
+        walk = Walk(store, queues, query, FILTER_BATCH, None)
+        found = 0
         with store.errors():
-            while True:
-                entries = fetch(store, queues, _window(query, seek), FILTER_BATCH)
+            for entries in walk:
                 for row in self._hydrate(entries, LIST_TEXT):
                     found += _matches(self._item(row), row, query)
-                scanned += len(entries)
-                if len(entries) < FILTER_BATCH:
-                    return found, True
-                if found >= limit or scanned >= SCAN_CAP:
-                    return found, False
-                last = entries[-1]
-                assert last.failed_at is not None
-                seek = Seek(failed_at=last.failed_at, sort_key=last.sort_key)
+                if found >= limit:
+                    break
+        return found, walk.complete
 
     def _hydrate(self, entries: builtins.list[Entry], limit: int | None) -> builtins.list[_Row]:
         if not entries:
@@ -276,15 +268,6 @@ class DramatiqReader:
             fingerprint=fingerprint(exception_class, exception_message, name),
             sort_key=row.entry.sort_key,
         )
-
-
-def _window(query: JobQuery, seek: Seek | None) -> Window:
-    return Window(
-        newest=query.order == "newest",
-        failed_after=query.failed_after,
-        failed_before=query.failed_before,
-        seek=seek,
-    )
 
 
 def _error_text(error: ErrorRecord) -> str | None:

@@ -19,7 +19,16 @@ from typing import Any
 import redis
 
 from failboard.drivers.base import Count, JobKey
-from failboard.drivers.redispages import Entry, Window, fetch, locate, score_range
+from failboard.drivers.redispages import (
+    FILTER_BATCH,
+    SCAN_CAP,
+    Entry,
+    Walk,
+    Window,
+    fetch,
+    locate,
+    score_range,
+)
 from failboard.drivers.rq.options import CAPABILITIES, Options
 from failboard.drivers.rq.safe import describe_serialized
 from failboard.drivers.rq.store import (
@@ -30,14 +39,10 @@ from failboard.drivers.rq.store import (
     text,
 )
 from failboard.fingerprint import fingerprint, split_exception
-from failboard.models import FailedJob, FailedJobDetail, JobQuery, Seek
+from failboard.models import FailedJob, FailedJobDetail, JobQuery
 
 __all__ = ["SCAN_CAP", "RqReader", "job_name"]
 
-SCAN_CAP = 10_000
-"""Registry entries one request reads at most to apply the filters RQ cannot (name, exception,
-free text); a page may come back short when they match nothing among them."""
-FILTER_BATCH = 200
 LIST_TEXT = 64_000
 """Characters of an exception a list row inflates: the class and message are at the end of a
 Python traceback, so a longer one is read whole only on the detail page."""
@@ -113,24 +118,15 @@ class RqReader:
         filtered = bool(query.name or query.exception or query.q)
         batch = max(query.limit, FILTER_BATCH) if filtered else query.limit
         out: list[FailedJob] = []
-        seek = query.seek
-        scanned = 0
         with store.errors():
-            while True:
-                entries = fetch(store, queues, self._window(query, seek), batch)
+            for entries in Walk(store, queues, query, batch, query.seek):
                 for row in self._hydrate(entries):
                     job = self._item(row)
                     if _matches(job, row, query):
                         out.append(job)
                         if len(out) >= query.limit:
                             return out
-                scanned += len(entries)
-                if len(entries) < batch or scanned >= SCAN_CAP:
-                    return out
-                last = entries[-1]
-                if last.failed_at is None:
-                    return out  # kept-forever entries have no time to resume from
-                seek = Seek(failed_at=last.failed_at, sort_key=last.sort_key)
+        return out
 
     def keys(self, query: JobQuery) -> builtins.list[JobKey | FailedJob]:
         """Where the jobs :meth:`list` would return sit, from the sorted sets alone; with a
@@ -142,7 +138,7 @@ class RqReader:
         if queues is None:
             return []
         with store.errors():
-            entries = fetch(store, queues, self._window(query, query.seek), query.limit)
+            entries = fetch(store, queues, Window.of(query, query.seek), query.limit)
         if any(entry.failed_at is None for entry in entries):
             # Kept-forever entries take their time from the job's hash: read the page whole.
             return [*self.list(query)]
@@ -221,7 +217,7 @@ class RqReader:
             return Count(min(jobs, cap), capped=jobs > cap or not complete)
         with store.errors():
             pipe = store.redis.pipeline(transaction=False)
-            window = self._window(query, None)
+            window = Window.of(query, None)
             for queue in queues:
                 lo, hi = _bounds(store, queue, window)
                 pipe.zcount(store.failed(queue), lo, hi)
@@ -259,33 +255,18 @@ class RqReader:
         with self._store.errors():
             return self._store.queue_names()
 
-    def _window(self, query: JobQuery, seek: Seek | None) -> Window:
-        return Window(
-            newest=query.order == "newest",
-            failed_after=query.failed_after,
-            failed_before=query.failed_before,
-            seek=seek,
-        )
-
     def _scan_count(self, query: JobQuery, limit: int) -> tuple[int, bool]:
         """Matches among at most SCAN_CAP entries; whether the scan reached the end."""
         store = self._store
-        queues = self._queues_for(query) or []
-        found = scanned = 0
-        seek: Seek | None = None
+        walk = Walk(store, self._queues_for(query) or [], query, FILTER_BATCH, None)
+        found = 0
         with store.errors():
-            while True:
-                entries = fetch(store, queues, self._window(query, seek), FILTER_BATCH)
+            for entries in walk:
                 for row in self._hydrate(entries):
                     found += _matches(self._item(row), row, query)
-                scanned += len(entries)
-                if len(entries) < FILTER_BATCH:
-                    return found, True
-                if found >= limit or scanned >= SCAN_CAP or entries[-1].failed_at is None:
-                    return found, False
-                last = entries[-1]
-                assert last.failed_at is not None
-                seek = Seek(failed_at=last.failed_at, sort_key=last.sort_key)
+                if found >= limit:
+                    break
+        return found, walk.complete
 
     def _hydrate(self, entries: builtins.list[Entry]) -> builtins.list[_Row]:
         if not entries:
