@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,8 +23,10 @@ from failboard.drivers.laravel import schema as laravel_schema
 from failboard.web import create_app
 from failboard.web.filters import Filters
 
-NOW = datetime.now(UTC).replace(second=0, microsecond=0)
-STEP = timedelta(minutes=37)  # a row every 37 minutes: none within 3 minutes of the 24h edge
+STEP = timedelta(minutes=37)
+"""A row every 37 minutes, the projects a third of a step apart: the nearest rows to the 24 h
+edge are 3 minutes older and 9 minutes newer than it, so the page's "last 24 h", counted from
+the moment of its request, selects the rows the API's bound does for 9 minutes after seeding."""
 PER_PROJECT = 60
 QUEUES = ("default", "emails", "payments")
 CONNECTIONS = ("database", "redis")
@@ -33,7 +35,7 @@ ERRORS = ("RuntimeException: gateway said no", "TimeoutException: waited 30s", "
 WORDS = ("apple", "banana", "cherry", "damson", "elder")
 
 
-def _seed(path: Path, offset: int) -> str:
+def _seed(path: Path, offset: int, now: datetime) -> str:
     url = f"sqlite:///{path}"
     engine = create_engine(url)
     laravel_schema.create_tables(engine)
@@ -49,7 +51,7 @@ def _seed(path: Path, offset: int) -> str:
                 "payload": laravel_payload.build_payload(NAMES[(n // 2) % 3], uuid=job_uuid),
                 "exception": f"{ERRORS[n % 3]} for {WORDS[n % 5]} #{n} in /app/x.php:1\n#0",
                 # Projects interleave in time (offsets 0, 1, 2 of one step in three).
-                "failed_at": (NOW - STEP * i - STEP * offset / 3).replace(tzinfo=None),
+                "failed_at": (now - STEP * i - STEP * offset / 3).replace(tzinfo=None),
             }
         )
     with engine.begin() as connection:
@@ -58,18 +60,27 @@ def _seed(path: Path, offset: int) -> str:
     return url
 
 
+class Ago(timedelta):
+    """A moment this long before the rows' "now", resolved when a case runs. That "now" is
+    fixed when the module's fixture seeds the rows, not at import: CI collects the suite
+    minutes before this module runs, and the page's "last 24 h" counts from its request."""
+
+
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, datetime]]:
+    """A dashboard over three seeded projects, and the moment the rows were seeded around."""
     tmp_path = tmp_path_factory.mktemp("filters")
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
     projects = "".join(
-        f'[[projects]]\nkey = "{key}"\ndriver = "laravel"\nurl = "{_seed(tmp_path / key, n)}"\n'
+        f'[[projects]]\nkey = "{key}"\ndriver = "laravel"\n'
+        f'url = "{_seed(tmp_path / key, n, now)}"\n'
         for n, key in enumerate(("shop", "billing", "search"))
     )
     text = f'[spool]\nurl = "sqlite:///{tmp_path}/spool.db"\n{projects}'
     app = create_app(parse_settings(text, source=tmp_path / "f.toml"), inline=False)
     app.state.board.spool.migrate()
     with TestClient(app) as test_client:
-        yield test_client
+        yield test_client, now
 
 
 def _minute(moment: datetime) -> str:
@@ -81,11 +92,11 @@ def _z(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-AFTER = NOW - timedelta(hours=30, minutes=7)
-BEFORE = NOW - timedelta(hours=6, minutes=11)
-DAY_AGO = NOW - timedelta(hours=24)
+AFTER = Ago(hours=30, minutes=7)
+BEFORE = Ago(hours=6, minutes=11)
+DAY_AGO = Ago(hours=24)
 
-Params = list[tuple[str, str]]
+Params = list[tuple[str, str | Ago]]
 
 # (the page's parameters, the API's parameters) meaning the same jobs.
 CASES: dict[str, tuple[Params, Params]] = {
@@ -101,12 +112,12 @@ CASES: dict[str, tuple[Params, Params]] = {
     "exception": ([("exception", "TimeoutException")], [("exception", "TimeoutException")]),
     "q": ([("q", "cherry")], [("q", "cherry")]),
     "from and to": (
-        [("from", _minute(AFTER)), ("to", _minute(BEFORE))],
-        [("failed_after", _z(AFTER)), ("failed_before", _z(BEFORE))],
+        [("from", AFTER), ("to", BEFORE)],
+        [("failed_after", AFTER), ("failed_before", BEFORE)],
     ),
-    "from only": ([("from", _minute(AFTER))], [("failed_after", _z(AFTER))]),
-    "to only": ([("to", _minute(BEFORE))], [("failed_before", _z(BEFORE))]),
-    "last 24h": ([("range", "24h")], [("failed_after", _z(DAY_AGO))]),
+    "from only": ([("from", AFTER)], [("failed_after", AFTER)]),
+    "to only": ([("to", BEFORE)], [("failed_before", BEFORE)]),
+    "last 24h": ([("range", "24h")], [("failed_after", DAY_AGO)]),
     "oldest first": ([("order", "oldest")], [("order", "oldest")]),
     "newest first": ([("order", "newest")], [("order", "newest")]),
     "limit": ([("limit", "7")], [("limit", "7")]),
@@ -117,7 +128,7 @@ CASES: dict[str, tuple[Params, Params]] = {
             ("project", "billing"),
             ("queue", "default"),
             ("q", "apple"),
-            ("from", _minute(AFTER)),
+            ("from", AFTER),
             ("order", "oldest"),
             ("limit", "3"),
         ],
@@ -126,7 +137,7 @@ CASES: dict[str, tuple[Params, Params]] = {
             ("project", "billing"),
             ("queue", "default"),
             ("q", "apple"),
-            ("failed_after", _z(AFTER)),
+            ("failed_after", AFTER),
             ("order", "oldest"),
             ("limit", "3"),
         ],
@@ -151,9 +162,20 @@ def _rows(page: str) -> list[tuple[str, str]]:
     return re.findall(r'<tr data-project="([^"]+)" data-id="([^"]+)">', page)
 
 
+def _at(params: Params, now: datetime, written: Callable[[datetime], str]) -> list[tuple[str, str]]:
+    """``params`` with each :class:`Ago` made a moment before ``now``, written as its side
+    (the page's datetime-local inputs or the API's ISO 8601) writes it."""
+    return [
+        (key, written(now - value) if isinstance(value, Ago) else value) for key, value in params
+    ]
+
+
 @pytest.mark.parametrize("name", list(CASES))
-def test_the_api_and_the_page_list_the_same_jobs(client: TestClient, name: str) -> None:
-    page_params, api_params = CASES[name]
+def test_the_api_and_the_page_list_the_same_jobs(
+    seeded: tuple[TestClient, datetime], name: str
+) -> None:
+    client, now = seeded
+    page_params, api_params = _at(CASES[name][0], now, _minute), _at(CASES[name][1], now, _z)
     if all(key != "limit" for key, _ in page_params):
         # Every job of the stores (180) in one page, so that a filter shows in what it leaves.
         page_params, api_params = [*page_params, ("limit", "500")], [*api_params, ("limit", "500")]
@@ -175,10 +197,12 @@ def test_the_api_and_the_page_list_the_same_jobs(client: TestClient, name: str) 
 
 
 def test_the_api_bounds_narrow_the_page_filters_never_widen_them() -> None:
-    filters = Filters.parse({"from": _minute(AFTER), "to": _minute(BEFORE)})
-    wider = filters.query(failed_after=AFTER - STEP, failed_before=BEFORE + STEP)
-    assert (wider.failed_after, wider.failed_before) == (AFTER, BEFORE)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    after, before = now - AFTER, now - BEFORE
+    filters = Filters.parse({"from": _minute(after), "to": _minute(before)})
+    wider = filters.query(failed_after=after - STEP, failed_before=before + STEP)
+    assert (wider.failed_after, wider.failed_before) == (after, before)
     narrower = filters.query(
-        failed_after=(AFTER + STEP).replace(tzinfo=None), failed_before=BEFORE - STEP
+        failed_after=(after + STEP).replace(tzinfo=None), failed_before=before - STEP
     )
-    assert (narrower.failed_after, narrower.failed_before) == (AFTER + STEP, BEFORE - STEP)
+    assert (narrower.failed_after, narrower.failed_before) == (after + STEP, before - STEP)
