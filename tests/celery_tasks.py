@@ -7,7 +7,9 @@ the environment, read at import:
 - ``FB_CELERY_BROKER``: the broker URL (Redis or RabbitMQ); ``FB_CELERY_PREFIX``: a Redis key
   prefix (kombu's ``global_keyprefix``), so that tests share no keys;
 - ``FB_CELERY_FAILURES``: the database of the failures table; ``FB_CELERY_MARKERS``: a folder
-  where tasks look for a "fixed" marker and write what they did.
+  where tasks look for a "fixed" marker and write what they did;
+- ``FB_CELERY_RESULTS``: a result backend (Redis, its keys under ``FB_CELERY_PREFIX`` too), for
+  the canvas tests: chains, errbacks and chords report through it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,15 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     task_acks_late=False,
 )
+if os.environ.get("FB_CELERY_RESULTS"):
+    app.conf.update(
+        result_backend=os.environ["FB_CELERY_RESULTS"],
+        result_backend_transport_options=(
+            {"global_keyprefix": os.environ["FB_CELERY_PREFIX"]}
+            if os.environ.get("FB_CELERY_PREFIX")
+            else {}
+        ),
+    )
 if os.environ.get("FB_CELERY_FAILURES"):
     failboard.integrations.celery.install(
         app, url=os.environ["FB_CELERY_FAILURES"], project=PROJECT
@@ -44,6 +55,10 @@ if os.environ.get("FB_CELERY_FAILURES"):
 
 class CardDeclined(Exception):
     """The payment provider said no."""
+
+
+class NotYet(Exception):
+    """The flaky step's dependency is not fixed yet."""
 
 
 def _markers() -> Path:
@@ -59,7 +74,10 @@ def _note(task: Any, what: str, **extra: Any) -> None:
         "retry_of": (request.headers or {}).get("failboard_retry_of"),
         **extra,
     }
-    (_markers() / f"{what}-{request.id}.json").write_text(json.dumps(record))
+    # Written aside and renamed, so a test that sees the file always reads all of it.
+    path = _markers() / f"{what}-{request.id}.json"
+    path.with_suffix(".tmp").write_text(json.dumps(record))
+    path.with_suffix(".tmp").replace(path)
 
 
 @app.task(bind=True, max_retries=2, default_retry_delay=0)
@@ -87,3 +105,48 @@ def slow(self: Any) -> None:
 def crash(self: Any) -> None:
     """Takes its pool process down with it (WorkerLostError, prefork pool only)."""
     os._exit(13)
+
+
+# -- canvas steps: a chain double | flaky | collect, link / link_error, a chord -----------------
+
+
+@app.task(bind=True)
+def double(self: Any, value: int) -> int:
+    """A chain's first step."""
+    _note(self, "double", value=value)
+    return 2 * value
+
+
+@app.task(bind=True)
+def flaky(self: Any, value: int) -> int:
+    """Fails (no retries) until the "fixed" marker exists; then notes where in the canvas it
+    ran (its group, and whether it still reports to a chord)."""
+    if not (_markers() / "fixed").exists():
+        raise NotYet(f"not fixed yet for {value}")
+    request = self.request
+    _note(self, "flaky", value=value, group=request.group, chord=request.chord is not None)
+    return value + 1
+
+
+@app.task(bind=True)
+def collect(self: Any, value: Any, label: str = "end") -> Any:
+    """A chain's last step, a ``link`` callback or a chord's callback: notes what it got."""
+    _note(self, f"collect-{label}", value=value)
+    return value
+
+
+@app.task(bind=True)
+def failed(self: Any, task_id: str) -> None:
+    """A ``link_error`` errback (Celery sends it the failed task's id)."""
+    _note(self, "failed", failed=task_id)
+
+
+@app.task(bind=True)
+def gated(self: Any, value: int) -> int:
+    """Holds the (solo) worker until the "open" marker exists: a chord header task that returns
+    only when the test says so."""
+    deadline = time.monotonic() + 120
+    while not (_markers() / "open").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _note(self, "gated", value=value)
+    return value

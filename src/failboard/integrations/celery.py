@@ -11,8 +11,9 @@ are then taken from what the main process saw when it received the message.
 
 Recorded: task id and name, queue (the delivery's routing key), args and kwargs (kombu's JSON,
 sensitive names redacted), exception class, message and traceback, attempts (retries + 1),
-the worker's node name, the failure's time, and what a re-send needs (priority, and the id this
-task is a failboard retry of).
+the worker's node name, the failure's time, and what a re-send needs (priority, the id this
+task is a failboard retry of, and its place in the canvas: ``link``, ``link_error``, the rest of
+its chain, its group and chord; see :mod:`failboard.drivers.celery.canvas`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from failboard.drivers.celery import canvas
 from failboard.drivers.celery.resender import RETRY_OF_HEADER
 from failboard.failures import (
     DEFAULT_REDACT,
@@ -43,6 +45,9 @@ log = logging.getLogger("failboard.recorder")
 
 SEEN = 10_000
 """Deliveries the main process remembers, for failures it reports without a task context."""
+
+_CANVAS_HEADERS = ("group", "group_index", "root_id", "parent_id")
+_CANVAS_EMBED = ("callbacks", "errbacks", "chain", "chord")
 
 _INSTALLED: weakref.WeakKeyDictionary[Any, Recorder] = weakref.WeakKeyDictionary()
 
@@ -122,6 +127,10 @@ class _Hook:
                     "retries": headers.get("retries"),
                     "hostname": request.hostname,
                     RETRY_OF_HEADER: headers.get(RETRY_OF_HEADER),
+                    # The canvas is read from the request only if the task fails: a weak
+                    # reference costs nothing per delivery and keeps nothing alive after it
+                    # (the worker holds the request until the failure is reported).
+                    "request": weakref.ref(request),
                 }
                 while len(self._seen) > SEEN:
                     self._seen.popitem(last=False)
@@ -139,11 +148,28 @@ class _Hook:
         **_: Any,
     ) -> None:
         try:
-            if not self._ours(sender) or task_id is None:
+            if not self._ours(sender) or task_id is None or not self._first_report(task_id):
                 return
             self.recorder.record(self._failure(sender, task_id, exception, args, kwargs, einfo))
         except Exception:  # never let the recorder break the worker
             log.exception("failboard: could not record the failure of task %s", task_id)
+
+    def _first_report(self, task_id: str) -> bool:
+        """Whether this is the first failure reported for the delivery the main process saw.
+
+        Celery 5.7 reports a hard time limit twice in the main process: from the pool's error
+        handler (with the task's context pushed) and from the timeout handler (without): the
+        second would be a row without queue or canvas, newer than the first, and a retry
+        re-sends the newest. A delivery's entry stays (marked) until the next delivery of the
+        same id replaces it, or the oldest entries are dropped."""
+        with self._seen_lock:
+            seen = self._seen.get(task_id)
+            if seen is None:
+                return True  # a pool child, or a delivery forgotten: nothing to compare with
+            if seen.get("reported"):
+                return False
+            seen["reported"] = True
+            return True
 
     def on_shutdown(self, **_: Any) -> None:
         try:
@@ -167,6 +193,7 @@ class _Hook:
             hostname = request.hostname
             headers = request.headers or {}
             retry_of = headers.get(RETRY_OF_HEADER) or getattr(request, RETRY_OF_HEADER, None)
+            in_canvas: Any = request
         else:
             # A hard time limit reported by the main process: no task context is pushed.
             with self._seen_lock:
@@ -175,13 +202,16 @@ class _Hook:
             retries = seen.get("retries")
             hostname = seen.get("hostname")
             retry_of = seen.get(RETRY_OF_HEADER)
-        with self._seen_lock:
-            self._seen.pop(task_id, None)
+            received = seen.get("request")
+            in_canvas = _place_of(received() if received is not None else None)
         class_name, message = _exception_parts(exception)
         options: dict[str, Any] = {}
         for key in ("exchange", "routing_key", "priority"):
             if delivery.get(key) not in (None, ""):
                 options[key] = delivery[key]
+        options.update(
+            canvas.capture(in_canvas, self.recorder.dumps, self.recorder.redact, self._params_of)
+        )
         return Failure(
             engine="celery",
             job_id=task_id,
@@ -199,6 +229,27 @@ class _Hook:
             failed_at=datetime.now(UTC),
             param_names=self._params.of(str(task.name), getattr(task, "run", None)),
         )
+
+    def _params_of(self, name: str) -> tuple[str, ...] | None:
+        """The positional parameter names of another task of the app (a chain's next one)."""
+        app = self.app()
+        task = app.tasks.get(name) if app is not None else None
+        return self._params.of(name, getattr(task, "run", None)) if task is not None else None
+
+
+def _place_of(request: Any) -> dict[str, Any]:
+    """The canvas fields of a request the main process received (``celery.worker.request``):
+    group, root and parent ids from the headers, links, chain and chord from the body's embed
+    (which has no public accessor but ``chord`` and ``errbacks``)."""
+    if request is None:
+        return {}
+    headers = request.request_dict or {}
+    place = {key: headers[key] for key in _CANVAS_HEADERS if headers.get(key) is not None}
+    payload = getattr(request, "_payload", None)
+    embed = payload[2] if isinstance(payload, tuple) and len(payload) == 3 else None
+    if isinstance(embed, dict):
+        place.update({key: embed[key] for key in _CANVAS_EMBED if embed.get(key)})
+    return place
 
 
 def _exception_parts(exception: BaseException | None) -> tuple[str | None, str | None]:

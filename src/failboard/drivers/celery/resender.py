@@ -1,9 +1,11 @@
 """Re-sends a recorded Celery task through the project's own app (runs in the agent only).
 
 ``app.send_task(name, args, kwargs, queue=...)``: the task goes back to the queue it failed on,
-by name, so the agent needs the app's broker settings and nothing of the task's code. Arguments
-are decoded with kombu's JSON, which the recorder encoded them with, so datetimes, UUIDs and
-Decimals come back as the same types.
+by name, so the agent needs the app's broker settings and nothing of the task's code. It goes
+back to its place in the canvas too (``link``, ``link_error``, the rest of its ``chain``, its
+``group_id``; see :mod:`failboard.drivers.celery.canvas`). Arguments are decoded with kombu's
+JSON, which the recorder encoded them with, so datetimes, UUIDs and Decimals come back as the
+same types.
 
 One producer serves the whole action, and where the transport can defer publishing (kombu 5.7's
 ``Producer.batch()``: the Redis transport, unless the app retries Redis commands on timeout) the
@@ -20,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from failboard.drivers.celery import canvas
 from failboard.failures import BrokerUnreachable, StoredFailure, decode_call, project_app
 from failboard.failures.app import import_app
 
@@ -55,7 +58,10 @@ class CeleryResender:
     def send(self, failure: StoredFailure) -> str:
         """Publish (or buffer, until :meth:`flush`) the task again; its new task id."""
         args, kwargs = decode_call(failure, self._loads)
-        options: dict[str, Any] = {"headers": {RETRY_OF_HEADER: failure.job_id}}
+        # Back in its canvas as Task.retry would put it: link, link_error, the rest of the
+        # chain, its group. Raises for a canvas not kept faithfully (this job fails alone).
+        options: dict[str, Any] = canvas.send_options(failure.options, self._loads)
+        options["headers"] = {RETRY_OF_HEADER: failure.job_id}
         if failure.queue:
             options["queue"] = failure.queue
         priority = failure.options.get("priority")
