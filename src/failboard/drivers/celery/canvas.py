@@ -10,12 +10,12 @@ re-run that succeeds runs the rest of the chain and the ``link`` callbacks, and 
 again calls the ``link_error`` errbacks.
 
 All but one go back: the **chord** callback is kept in the row (the operator sees which chord
-the task belonged to) but never re-sent. By the time the failure is recorded the chord is
-settled: the result backend fails the callback with ``ChordError`` once every header task has
-returned (on Redis it also drops the chord's size so that late reports cannot complete it), so a
-re-run that reported to it again would never run the callback, and on a backend where the chord
-is still open (``chord_unlock`` polling a slow header) it would be counted next to the failure
-it already holds. The re-sent task keeps its ``group_id``, so its result still names the group.
+the task belonged to) but never re-sent. The failure has doomed the chord: the result backend
+fails the callback with ``ChordError`` once every header task has returned, and on Redis it
+then drops the chord's size (so that late reports cannot complete it) and keeps the failed
+result in the chord's list, so a re-run that reported to it again could never run the callback,
+only add a stray entry (or, while the header still runs, be counted as one more header task).
+The re-sent task keeps its ``group_id``, so its result still names the group.
 
 Signatures are plain dicts in the request, their arguments decoded by kombu's JSON; they are
 kept as kombu's JSON read back as plain JSON (typed values stay ``{"__type__": ...}`` objects
