@@ -1,9 +1,7 @@
-"""failboard.auth and the web layer's pure parts: principals, passwords, tokens, sessions, the
-sign-in throttle and the post-sign-in redirect."""
+"""failboard.auth and the web layer's pure parts: principals, passwords, tokens and the
+post-sign-in redirect (sessions: test_sessions.py; the sign-in throttle: test_throttle.py)."""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 
@@ -19,8 +17,6 @@ from failboard.auth import (
 )
 from failboard.config import parse_settings
 from failboard.web.login import safe_next
-from failboard.web.sessions import Session, SessionCodec, cookie_header
-from failboard.web.throttle import LoginThrottle, Window
 
 PASSWORD = "correct horse battery staple"
 
@@ -104,61 +100,6 @@ def test_directory_authenticates_users_and_tokens() -> None:
     token = directory.token("fb_script")
     assert token is not None and token.label == "token:ci"
     assert directory.token("fb_other") is None
-
-
-def test_sessions_are_signed_expiring_and_endable(monkeypatch: pytest.MonkeyPatch) -> None:
-    codec = SessionCodec(b"k" * 32, max_age_seconds=60)
-    session = Session.signed_in("ops", "$argon2id$hash")
-    value = codec.dumps(session)
-    assert codec.loads(value) == session
-    assert codec.valid_for(session, "$argon2id$hash")
-    assert not codec.valid_for(session, "$argon2id$changed")  # a new password ends it
-    assert codec.loads(value[:-2] + "xx") is None  # tampered
-    assert SessionCodec(b"o" * 32, 60).loads(value) is None  # another key
-    assert codec.loads("x" * 5000) is None
-    assert Session.signed_in("ops", None).sid != session.sid  # a new id at each sign-in
-    later = time.time() + 61  # itsdangerous reads the clock through time.time
-    monkeypatch.setattr(time, "time", lambda: later)
-    assert codec.loads(value) is None  # expired
-    monkeypatch.undo()
-    codec.end(session)
-    assert codec.loads(value) is None  # signed out
-
-
-def test_cookie_attributes() -> None:
-    plain = cookie_header("v", secure=False)
-    assert plain == "failboard_session=v; Path=/; HttpOnly; SameSite=Lax"
-    assert cookie_header("v", secure=True).endswith("; Secure")
-    assert "Max-Age=0" in cookie_header("v", secure=False, clear=True)
-
-
-def test_the_throttle_window() -> None:
-    now = [1000.0]
-    window = Window(3, 60, clock=lambda: now[0])
-    for _ in range(3):
-        assert window.wait("a") == 0
-        window.fail("a")
-    assert window.wait("a") == 60 and window.wait("b") == 0
-    now[0] += 30
-    assert window.wait("a") == 30
-    now[0] += 30
-    assert window.wait("a") == 0  # the oldest failures left the window
-    window.fail("a")
-    window.clear("a")
-    assert window.wait("a") == 0
-
-
-def test_the_login_throttle_counts_names_and_addresses() -> None:
-    now = [0.0]
-    throttle = LoginThrottle(per_name=2, per_address=3, seconds=10, clock=lambda: now[0])
-    throttle.failed("1.1.1.1", "Ops")
-    throttle.failed("2.2.2.2", "ops")  # names are compared case-insensitively
-    assert throttle.wait("3.3.3.3", "OPS") > 0
-    throttle.succeeded("ops")
-    assert throttle.wait("3.3.3.3", "ops") == 0
-    for name in ("a", "b", "c"):
-        throttle.failed("9.9.9.9", name)
-    assert throttle.wait("9.9.9.9", "fresh") > 0
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 # Alembic is imported only to migrate: checking the schema at every agent start must stay cheap.
 # test_spool_migrate.py checks these two against Alembic's own view of migrations/versions.
-KNOWN = ("0001", "0002")
+KNOWN = ("0001", "0002", "0003")
 """Every revision this code has, oldest first."""
 HEAD = KNOWN[-1]
 """The newest revision this code knows."""

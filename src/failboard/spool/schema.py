@@ -36,6 +36,9 @@ class Tables:
     agents: sa.Table
     audit: sa.Table
     audit_head: sa.Table
+    ended_sessions: sa.Table
+    login_failures: sa.Table
+    selections: sa.Table
     version_table: str
 
 
@@ -129,4 +132,51 @@ def tables(prefix: str = "failboard_") -> Tables:
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
-    return Tables(metadata, actions, events, agents, audit, audit_head, f"{prefix}alembic_version")
+    # The dashboards' shared state (failboard.web.shared): what one dashboard must know of what
+    # another did. Session ids, names and addresses are stored as sha256 digests only.
+    ended_sessions = sa.Table(
+        f"{prefix}ended_sessions",
+        metadata,
+        sa.Column("sid", sa.String(64), primary_key=True),
+        sa.Column("expires_at", DATETIME, nullable=False),
+        sa.Index(f"{prefix}ended_sessions_expires", "expires_at"),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    login_failures = sa.Table(
+        f"{prefix}login_failures",
+        metadata,
+        sa.Column("id", ID, primary_key=True, autoincrement=True),
+        sa.Column("scope", sa.String(8), nullable=False),
+        sa.Column("subject", sa.String(64), nullable=False),
+        sa.Column("at", DATETIME, nullable=False),
+        sa.Index(f"{prefix}login_failures_subject", "scope", "subject", "at"),
+        sa.Index(f"{prefix}login_failures_at", "at"),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    selections = sa.Table(
+        f"{prefix}selections",
+        metadata,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("session", sa.String(64), nullable=False),
+        sa.Column("created_at", DATETIME, nullable=False),
+        sa.Column("expires_at", DATETIME, nullable=False),
+        sa.Column("taken_at", DATETIME),
+        sa.Column("body", JSON_TEXT, nullable=False),
+        sa.Index(f"{prefix}selections_expires", "expires_at"),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    return Tables(
+        metadata,
+        actions,
+        events,
+        agents,
+        audit,
+        audit_head,
+        ended_sessions,
+        login_failures,
+        selections,
+        f"{prefix}alembic_version",
+    )

@@ -30,6 +30,7 @@ from failboard.exceptions import ConfigError, Forbidden, NotFound
 from failboard.models import Action, ActionKind
 from failboard.web.filters import Filters
 from failboard.web.sessions import Session, SessionCodec
+from failboard.web.shared import Clock, SharedState, utc_now
 from failboard.web.throttle import LoginThrottle
 
 __all__ = [
@@ -82,7 +83,13 @@ def session_secret(settings: Settings) -> bytes:
 class Gate:
     """Resolves principals for one app: the directory, the session codec, the proxy mode."""
 
-    def __init__(self, settings: Settings, secret: bytes) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        secret: bytes,
+        shared: SharedState | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
         server = settings.server
         self.directory = Directory(settings)
         self.proxy_header = (server.proxy_user_header or "").lower() or None
@@ -91,10 +98,13 @@ class Gate:
         )
         self.local = not (self.directory.configured or self.proxy_header)
         self.passwords = any(user.password_hash for user in settings.users)
-        self.codec = SessionCodec(secret, server.session_hours * 3600)
+        # Only a password sign-in makes sessions that can be signed out and failures to count:
+        # without one, the shared tables are never read (no query per request).
+        shared = shared if self.passwords else None
+        self.codec = SessionCodec(secret, server.session_hours * 3600, shared, clock)
         self.secure_cookies = server.secure_cookies
         self.projects = tuple(project.key for project in settings.projects)
-        self.throttle = LoginThrottle()
+        self.throttle = LoginThrottle(clock=clock, shared=shared)
         # Called, in a worker thread, with (event, user name, client address) after each
         # sign-in attempt and sign-out (events: failboard.audit.AuditEvent.AUTH_*): the audit
         # log's hook.

@@ -30,6 +30,7 @@ from failboard.web.agent_api import router as agent_router
 from failboard.web.pages.detail import PYGMENTS_CSS
 from failboard.web.security import SecurityMiddleware
 from failboard.web.selections import Selections
+from failboard.web.shared import Clock, SharedState, utc_now
 from failboard.web.templating import render
 
 __all__ = ["create_app"]
@@ -49,9 +50,16 @@ _STATUS: list[tuple[type[FailboardError], int]] = [
 ]
 
 
-def create_app(settings: Settings, *, board: Board | None = None, inline: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    board: Board | None = None,
+    inline: bool = True,
+    clock: Clock = utc_now,
+) -> FastAPI:
     """The dashboard and API over ``settings``. ``inline`` starts the agents of the projects
-    marked ``agent = "inline"`` in this process (they still go through the spool)."""
+    marked ``agent = "inline"`` in this process (they still go through the spool). ``clock``
+    (aware UTC) dates the state the dashboards share: sign-in failures, sign-outs, selections."""
     owned = board is None
     the_board = board or Board(settings)
 
@@ -78,9 +86,12 @@ def create_app(settings: Settings, *, board: Board | None = None, inline: bool =
         lifespan=lifespan,
     )
     app.state.board = the_board
-    app.state.selections = Selections()
+    # Sign-outs, sign-in failures and selections live in the spool, so that several dashboards
+    # behind one load balancer agree on them (web/shared.py).
+    shared = SharedState(the_board.spool)
+    app.state.selections = Selections(shared, clock)
     app.state.secret = session_secret(settings)  # ConfigError when sign-in needs a real key
-    app.state.gate = Gate(settings, app.state.secret)
+    app.state.gate = Gate(settings, app.state.secret, shared, clock)
 
     def audit_auth(event: str, user: str, address: str) -> None:
         # A spool outage must not lock operators out during an incident: the sign-in goes on

@@ -93,7 +93,8 @@ async def login(request: Request) -> Response:
     if not csrf_ok(request, form.get(FIELD, "")):
         return _page(request, target, "The form had expired: try again.", name, status=403)
     address = gate.client_ip(request)
-    wait = gate.throttle.wait(address, name)
+    # The throttle and the sign-out query the spool (shared by every dashboard): worker threads.
+    wait = await run_in_threadpool(gate.throttle.wait, address, name)
     if wait:
         log.warning("sign-in refused, too many failures: user=%r address=%s", name, address)
         response = _page(
@@ -106,10 +107,10 @@ async def login(request: Request) -> Response:
     event = AuditEvent.AUTH_SIGNIN if who is not None else AuditEvent.AUTH_SIGNIN_FAILED
     await _announce(gate, event, name, address)
     if who is None:
-        gate.throttle.failed(address, name)
+        await run_in_threadpool(gate.throttle.failed, address, name)
         log.warning("sign-in failed: user=%r address=%s", name, address)
         return _page(request, target, "Wrong name or password.", name, status=401)
-    gate.throttle.succeeded(name)
+    await run_in_threadpool(gate.throttle.succeeded, name)
     log.info("signed in: user=%r address=%s", name, address)
     fresh = Session.signed_in(who.name, gate.password_hash(who.name))
     return _with_session(request, RedirectResponse(target, status_code=303), fresh)
@@ -123,7 +124,7 @@ async def logout(request: Request) -> Response:
         return render(request, "error.html", {"message": message}, status_code=403)
     gate = _gate(request)
     ended = session(request)
-    gate.codec.end(ended)
+    await run_in_threadpool(gate.codec.end, ended)
     if ended.user:
         await _announce(gate, AuditEvent.AUTH_SIGNOUT, ended.user, gate.client_ip(request))
     # A new anonymous session, so the signed-out page's CSRF token is not the old one either.

@@ -19,6 +19,7 @@ import ipaddress
 import logging
 from urllib.parse import quote
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -150,7 +151,14 @@ class SecurityMiddleware:
             return
         request = Request(scope)
         path: str = scope["path"]
-        found = self.gate.codec.loads(request.cookies.get(COOKIE))
+        codec = self.gate.codec
+        cookie = request.cookies.get(COOKIE)
+        # A signed-in cookie is looked up among the sessions ended on any dashboard: a blocking
+        # query, so off the event loop (never when no password sign-in is configured).
+        if cookie and codec.needs_database:
+            found = await run_in_threadpool(codec.loads, cookie)
+        else:
+            found = codec.loads(cookie)
         current = found or Session.anonymous()
         scope["failboard.session"] = current.sid
         scope["failboard.session_state"] = current

@@ -2,25 +2,36 @@
 in, the user.
 
 Nothing is stored server-side except the ids of sessions ended by "sign out" (kept until they
-would have expired anyway). The cookie is signed with ``[server] secret_key`` through
-itsdangerous, so it cannot be forged or extended; it carries a fingerprint of the user's password
-hash, so changing a password (or removing the user) ends that user's sessions everywhere. The
-CSRF token of a page is HMAC(secret, session id): signing in makes a new session id, so a session
-id (and its CSRF token) planted before sign-in is worth nothing after it (no fixation).
+would have expired anyway): in the spool database, so that every dashboard refuses a cookie
+signed out on any of them (web/shared.py), and in this process's memory, so that a sign-out
+holds here even when the spool cannot be reached. The cookie is signed with
+``[server] secret_key`` through itsdangerous, so it cannot be forged or extended; it carries a
+fingerprint of the user's password hash, so changing a password (or removing the user) ends that
+user's sessions everywhere. The CSRF token of a page is HMAC(secret, session id): signing in makes
+a new session id, so a session id (and its CSRF token) planted before sign-in is worth nothing
+after it (no fixation).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-__all__ = ["COOKIE", "Session", "SessionCodec", "cookie_header", "fingerprint"]
+from failboard.exceptions import SpoolError
+from failboard.web.shared import Clock, Outage, utc_now
+
+__all__ = ["COOKIE", "EndedSessions", "Session", "SessionCodec", "cookie_header", "fingerprint"]
+
+log = logging.getLogger("failboard.web")
 
 COOKIE = "failboard_session"
 MAX_COOKIE = 4_096  # anything longer is not ours: refuse it before the signature check
@@ -48,12 +59,34 @@ class Session:
         return cls(user=user, check=fingerprint(password_hash))
 
 
-class SessionCodec:
-    """Cookie value <-> :class:`Session`, signed and timed; plus the ids ended by sign-out."""
+class EndedSessions(Protocol):
+    """Where every dashboard looks up the sessions signed out on any of them
+    (:class:`failboard.web.shared.SharedState`). Raises SpoolError when it cannot answer."""
 
-    def __init__(self, secret: bytes, max_age_seconds: float) -> None:
+    def end_session(self, sid: str, expires: datetime, now: datetime) -> None: ...
+
+    def session_ended(self, sid: str) -> bool: ...
+
+
+class SessionCodec:
+    """Cookie value <-> :class:`Session`, signed and timed; plus the ids ended by sign-out.
+
+    ``shared``: the ended sessions of every dashboard. Without it (no password sign-in
+    configured: then a session is only a CSRF key, and nobody can be signed out) the ids are
+    kept in this process only and no request ever touches the database."""
+
+    def __init__(
+        self,
+        secret: bytes,
+        max_age_seconds: float,
+        shared: EndedSessions | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
         self._serializer = URLSafeTimedSerializer(secret, salt="failboard.session")
         self.max_age = max_age_seconds
+        self.shared = shared
+        self.clock = clock
+        self.outage = Outage("ended sessions")
         self._ended: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -77,24 +110,60 @@ class SessionCodec:
             return None
         if user is not None and not isinstance(user, str):
             return None
-        if not isinstance(issued, int | float) or self.ended(sid):
+        if not isinstance(issued, int | float):
             return None
-        return Session(sid=sid, user=user, check=check, issued=float(issued))
+        session = Session(sid=sid, user=user, check=check, issued=float(issued))
+        return None if self.ended(session) else session
 
     def valid_for(self, session: Session, password_hash: str | None) -> bool:
         return hmac.compare_digest(session.check, fingerprint(password_hash))
 
-    def end(self, session: Session) -> None:
-        """Sign-out: this id is refused from now on (in this process; see docs/security.md)."""
-        now = time.time()
-        with self._lock:
-            for sid in [s for s, until in self._ended.items() if until < now]:
-                del self._ended[sid]
-            self._ended[session.sid] = session.issued + self.max_age
+    @property
+    def needs_database(self) -> bool:
+        """Whether reading a signed-in cookie costs a query (callers move it off the event
+        loop)."""
+        return self.shared is not None
 
-    def ended(self, sid: str) -> bool:
+    def end(self, session: Session) -> None:
+        """Sign-out: this id is refused from now on, by every dashboard. Blocking (a write to
+        the spool): call it from a worker thread."""
+        now = time.time()
+        until = session.issued + self.max_age
         with self._lock:
-            return sid in self._ended
+            for sid in [s for s, kept in self._ended.items() if kept < now]:
+                del self._ended[sid]
+            self._ended[session.sid] = until
+        if self.shared is None or session.user is None:
+            return
+        try:
+            self.shared.end_session(session.sid, datetime.fromtimestamp(until, UTC), self.clock())
+        except SpoolError as exc:
+            # The sign-out holds here; the other dashboards accept the cookie until it expires.
+            log.warning(
+                "sign-out of %r ended the session on this dashboard only: %s", session.user, exc
+            )
+            self.outage.failed(exc)
+        else:
+            self.outage.answered()
+
+    def ended(self, session: Session) -> bool:
+        """Whether ``session`` was signed out. Only a signed-in session is looked up in the
+        spool (one primary-key read): an anonymous one is a CSRF key and ending it (sign-out
+        replaces it anyway) protects nothing. When the spool cannot answer, this process's own
+        sign-outs still count: a spool outage must neither sign everyone out nor keep anyone
+        out."""
+        with self._lock:
+            if session.sid in self._ended:
+                return True
+        if self.shared is None or session.user is None or self.outage.skipping():
+            return False
+        try:
+            found = self.shared.session_ended(session.sid)
+        except SpoolError as exc:
+            self.outage.failed(exc)
+            return False
+        self.outage.answered()
+        return found
 
 
 def cookie_header(value: str, *, secure: bool, clear: bool = False) -> str:
