@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from failboard.auth import hash_password
 from failboard.config import parse_settings
 from failboard.web import create_app
+from tests.faults.proxy import Proxy
 from tests.integration.test_web import _project
 from tests.services import fresh_database
 
@@ -291,6 +292,44 @@ def test_without_the_spool_a_dashboard_still_signs_in_out_and_throttles(
     assert "ended the session on this dashboard only" in caplog.text
     assert "the spool cannot answer" in caplog.text
     assert "s3cret" not in caplog.text
+
+
+def test_a_spool_cut_mid_session_signs_nobody_out_and_sharing_resumes_after(
+    tmp_path: Path,
+) -> None:
+    with fresh_database("postgres") as url, Proxy.for_url(url) as proxy:
+        clock = Clock()
+        settings = _settings(tmp_path, proxy.url(url))
+        a = create_app(settings, inline=False, clock=clock)
+        pair = Pair(a, create_app(settings, inline=False, clock=clock), clock)
+        pair.a.state.board.spool.migrate()
+        for app in (pair.a, pair.b):
+            # Ask the spool again at once after a failure (not 5 s later): no waiting here.
+            app.state.gate.codec.outage.pause = 0
+        try:
+            on_a = pair.client(pair.a)
+            token = _sign_in(on_a)
+            on_b = _same_browser(pair, pair.b, on_a)
+            leaving = pair.client(pair.a, "192.0.2.60")
+            leaving_token = _sign_in(leaving)
+            cookie = leaving.cookies["failboard_session"]
+            proxy.cut()
+            # Pooled connections die and new ones are refused: nobody is signed out...
+            assert on_a.get("/").status_code == 200 and on_b.get("/").status_code == 200
+            # ...a sign-out holds on its own dashboard, and only there (docs/security.md).
+            assert leaving.post("/logout", data={"csrf_token": leaving_token}).status_code == 303
+            replay_a = pair.client(pair.a)
+            replay_a.cookies["failboard_session"] = cookie
+            assert replay_a.get("/").status_code == 303
+            assert proxy.refused > 0
+            proxy.restore()
+            # Back: a sign-out on A is refused by B again.
+            assert on_b.get("/").status_code == 200
+            assert on_a.post("/logout", data={"csrf_token": token}).status_code == 303
+            assert on_b.get("/").status_code == 303
+        finally:
+            pair.a.state.board.close()
+            pair.b.state.board.close()
 
 
 def test_without_password_users_no_request_reads_the_shared_tables(tmp_path: Path) -> None:
