@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
@@ -11,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 
 from failboard.exceptions import SpoolError
 from failboard.spool import Spool
-from failboard.spool.migrate import head_revision
+from failboard.spool.migrate import AGENT_NEEDS, KNOWN, head_revision
 
 
 def test_migrate_is_idempotent(db_url: str) -> None:
@@ -40,6 +41,35 @@ def test_ensure_ready_refuses_a_schema_from_a_newer_failboard(db_url: str) -> No
             connection.execute(sa.text("UPDATE failboard_alembic_version SET version_num = 'f00d'"))
         with pytest.raises(SpoolError, match="revision f00d, which this failboard does not know"):
             spool.ensure_ready()
+
+
+def _pretend_revision(spool: Spool, revision: str) -> None:
+    """Only the version row: what ensure_ready reads."""
+    with spool.engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE failboard_alembic_version SET version_num = :r"), {"r": revision}
+        )
+
+
+def test_an_agent_runs_on_any_schema_with_its_tables_the_dashboard_needs_the_newest(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Spool(db_url) as spool:
+        spool.migrate()
+        # Migrated before this failboard's dashboard tables: the agent's are all there.
+        _pretend_revision(spool, AGENT_NEEDS)
+        spool.ensure_ready(agent=True)
+        with pytest.raises(SpoolError, match=rf"outdated \(revision {AGENT_NEEDS}, expected"):
+            spool.ensure_ready()
+        # Older than the agent's tables: refused, with what to run.
+        _pretend_revision(spool, KNOWN[KNOWN.index(AGENT_NEEDS) - 1])
+        with pytest.raises(SpoolError, match=r"or later\): run `failboard migrate`"):
+            spool.ensure_ready(agent=True)
+        # Migrated by a newer failboard: the agent carries on, and says so.
+        _pretend_revision(spool, "f00d")
+        with caplog.at_level(logging.WARNING, logger="failboard.spool"):
+            spool.ensure_ready(agent=True)
+        assert "revision f00d, newer than this failboard knows" in caplog.text
 
 
 def test_two_processes_migrating_at_once_both_succeed(db_url: str) -> None:

@@ -100,7 +100,7 @@ def _agent_spool(settings: Settings) -> AgentSpool:
         return AgentClient(server, token)
     spool = Spool.from_settings(settings.spool)
     try:
-        spool.ensure_ready()
+        spool.ensure_ready(agent=True)
     except FailboardError:
         spool.close()
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -23,6 +24,8 @@ from failboard.spool.records import to_action
 from failboard.spool.schema import PREFIX, tables
 
 __all__ = ["SpoolBase"]
+
+log = logging.getLogger("failboard.spool")
 
 T = TypeVar("T")
 
@@ -150,8 +153,15 @@ class SpoolBase:
         with self._errors():
             return migrate.current_revision(self.engine, self.table_prefix)
 
-    def ensure_ready(self) -> None:
-        """Raise SpoolError unless the schema is at the revision this code expects."""
+    def ensure_ready(self, *, agent: bool = False) -> None:
+        """Raise SpoolError unless the schema is at the revision this code expects.
+
+        The dashboard needs the newest revision it knows, exactly. An ``agent`` needs only
+        :data:`~failboard.spool.migrate.AGENT_NEEDS` or later, and runs on a schema a newer
+        failboard migrated (with a warning): in a fleet of projects, agents are upgraded one
+        project at a time, and a restart between a ``failboard migrate`` and the agent's own
+        upgrade must not keep an agent down. Spool migrations therefore never change what
+        agents read or write in a way older agents would get wrong."""
         current = self.current_revision()
         head = migrate.head_revision(self.table_prefix)
         if current == head:
@@ -160,13 +170,25 @@ class SpoolBase:
         if current is None:
             raise SpoolError(f"spool schema is missing: run `failboard migrate` {where}")
         if not migrate.is_known(current, self.table_prefix):
+            if agent:
+                log.warning(
+                    "spool schema is at revision %s, newer than this failboard knows (%s): the "
+                    "agent runs on it; upgrade failboard here when you can %s",
+                    current,
+                    head,
+                    where,
+                )
+                return
             raise SpoolError(
                 f"spool schema is at revision {current}, which this failboard does not know "
                 f"(did a newer version migrate it?): upgrade failboard {where}"
             )
+        needs = migrate.AGENT_NEEDS if agent else head
+        if migrate.KNOWN.index(current) >= migrate.KNOWN.index(needs):
+            return
         raise SpoolError(
-            f"spool schema is outdated (revision {current}, expected {head}): "
-            f"run `failboard migrate` {where}"
+            f"spool schema is outdated (revision {current}, expected {needs}"
+            f"{' or later' if agent else ''}): run `failboard migrate` {where}"
         )
 
     def now(self) -> datetime:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 __all__ = [
+    "AGENT_NEEDS",
     "HEAD",
     "KNOWN",
     "MIGRATIONS",
@@ -39,6 +40,11 @@ KNOWN = ("0001", "0002", "0003")
 """Every revision this code has, oldest first."""
 HEAD = KNOWN[-1]
 """The newest revision this code knows."""
+AGENT_NEEDS = "0002"
+"""The oldest revision with every table an agent touches (actions, events, agents: 0001; the
+audit log its claims and outcomes append to: 0002). An agent needs no more: the dashboard's own
+tables (0003, web state) are not its business, so the projects' agents and the dashboards can
+be upgraded in any order around a ``failboard migrate``."""
 # MySQL's GET_LOCK waits at most this long for another process's migration to finish.
 LOCK_TIMEOUT_SECONDS = 120
 
