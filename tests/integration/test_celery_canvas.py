@@ -116,6 +116,13 @@ def sender(setup: CanvasSetup) -> Iterator[Any]:
     try:
         yield app
     finally:
+        # app.close() leaves the result backend's Redis connections (the pubsub that
+        # apply_async subscribes to each task's result with, and the client's pool) to the
+        # garbage collector, which closes them in some later test, where the ResourceWarning
+        # then fails that test.
+        backend = app.backend
+        backend.result_consumer.stop()
+        backend.client.connection_pool.disconnect()
         app.close()
 
 
