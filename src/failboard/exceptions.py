@@ -27,6 +27,7 @@ __all__ = [
     "LeaseLost",
     "NotFound",
     "SpoolError",
+    "SpoolUnreachable",
     "StoreError",
     "StoreUnreachable",
     "Unsupported",
@@ -74,6 +75,10 @@ class StoreUnreachable(StoreError):
 
 class SpoolError(FailboardError):
     """The spool database failed."""
+
+
+class SpoolUnreachable(SpoolError):
+    """The spool database could not be reached (as opposed to answering with an error)."""
 
 
 class ActionConflict(SpoolError):

@@ -4,6 +4,8 @@ dashboard answers with a clear error while the spool is down and recovers after.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import make_url
 
 from failboard.agent import Agent
 from failboard.config import parse_settings
@@ -20,7 +23,16 @@ from failboard.models import ActionKind, ActionResult, ActionStatus
 from failboard.spool import Spool
 from failboard.web import create_app
 from tests.faults.proxy import Proxy
-from tests.faults.support import agent_config, agents, ledger, seed, spool_for, wait_until
+from tests.faults.support import (
+    ProxyOn,
+    agent_config,
+    agents,
+    ledger,
+    refused_port,
+    seed,
+    spool_for,
+    wait_until,
+)
 from tests.services import fresh_database
 
 LEASE = 5
@@ -166,3 +178,53 @@ def test_agents_and_dashboard_ride_out_a_10_second_spool_outage(tmp_path: Path) 
         book = ledger(url)
         assert book.duplicates() == {}
         assert sorted(book.pushed) == sorted(ids) and book.still_failed == set()
+
+
+def test_an_agent_started_while_the_spool_is_down_waits_for_it(tmp_path: Path) -> None:
+    """A host that boots its agents before the spool's database (or a spool failing over as an
+    agent restarts): the looping agent waits and then works; ``--once`` exits with the reason;
+    SIGTERM while waiting exits 0."""
+    refused = refused_port()
+    with fresh_database("postgres") as url:
+        ids = seed(url, 3)
+        spool = spool_for(url, lease_seconds=LEASE)
+        action = spool.submit("shop", ActionKind.RETRY, {"job_ids": ids})
+        down = make_url(url).set(host="127.0.0.1", port=refused.getsockname()[1])
+        config = agent_config(
+            tmp_path, spool_url=down.render_as_string(hide_password=False), project_url=url
+        )
+
+        once = subprocess.run(
+            [sys.executable, "-m", "failboard", "agent", "-p", "shop", "--once", "-c", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert once.returncode != 0 and "cannot connect" in once.stderr, once.stderr
+
+        with agents(config, 2) as (waiting, stopped):
+            for agent in (waiting, stopped):
+                wait_until(
+                    lambda agent=agent: "spool unreachable at start" in agent.output(),
+                    60,
+                    f"agent {agent.index} to say it waits for the spool",
+                )
+            stopped.terminate()
+            assert stopped.process.wait(timeout=20) == 0, stopped.output()
+            assert waiting.alive(), waiting.output()
+
+            host, port = make_url(url).host or "127.0.0.1", make_url(url).port or 5432
+            with ProxyOn(refused, host, port):  # the spool is back where the agent looks
+                wait_until(
+                    lambda: spool.get(action.id).status is ActionStatus.COMPLETED,
+                    60,
+                    "the waiting agent to run the action",
+                )
+                waiting.terminate()
+                assert waiting.process.wait(timeout=20) == 0, waiting.output()
+        final = spool.get(action.id)
+        spool.close()
+        book = ledger(url)
+    assert final.result is not None and final.result.succeeded == 3
+    assert final.attempts == 1
+    assert book.duplicates() == {} and sorted(book.pushed) == sorted(ids)

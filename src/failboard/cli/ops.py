@@ -7,6 +7,7 @@ import faulthandler
 import logging
 import signal
 import sys
+import threading
 import time
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
@@ -19,7 +20,13 @@ from failboard.agent import Agent
 from failboard.cli.common import ConfigOption, console, err_console, handle_errors, settings_from
 from failboard.config import ProjectSettings, Settings
 from failboard.drivers import registry, trigram
-from failboard.exceptions import ConfigError, FailboardError, InvalidRequest, StoreError
+from failboard.exceptions import (
+    ConfigError,
+    FailboardError,
+    InvalidRequest,
+    SpoolUnreachable,
+    StoreError,
+)
 from failboard.models import JobQuery
 from failboard.spool import AgentSpool, Spool
 
@@ -130,28 +137,63 @@ def agent(
     Direct mode with [spool]; HTTP mode (through the dashboard) with [agent] server and token."""
     settings = settings_from(config)
     _logging()
-    worker = _agent(settings, project, limit)
+    poll = interval or settings.agent.interval_seconds
+    stopping = threading.Event()
+    worker: Agent | None = None
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         logging.getLogger("failboard.agent").info(
             "%s: finishing the action in hand, then stopping", signal.Signals(signum).name
         )
-        worker.stop()
+        stopping.set()
+        if worker is not None:
+            worker.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     # `kill -USR1 <pid>` prints every thread's stack to stderr: how to see where a stuck agent
     # is, without stopping it.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    worker = _agent_when_ready(settings, project, limit, stopping, None if once else poll)
+    if worker is None:
+        return  # stopped while waiting for the spool
+    if stopping.is_set():
+        worker.stop()  # the signal came while the agent was being made
     try:
         if once:
             handled = worker.run_once()
             err_console.print(f"{handled} action(s) handled")
         else:
-            worker.run(interval or settings.agent.interval_seconds)
+            worker.run(poll)
     finally:
         worker.close()
         worker.spool.close()
+
+
+def _agent_when_ready(
+    settings: Settings,
+    project: str,
+    limit: int | None,
+    stopping: threading.Event,
+    poll: float | None,
+) -> Agent | None:
+    """The agent, once its spool answers; None if stopped before. A looping agent (``poll``)
+    started while the spool cannot be reached — a host that boots its agents before the
+    database, a spool failing over — waits for it, as a running agent rides out an outage,
+    instead of exiting. ``--once`` (cron) exits at once, and so does any agent whose spool
+    answers wrongly (schema missing or outdated: that needs a person, not patience)."""
+    delay = min(max(poll or 0.0, 1.0), 30.0)
+    while True:
+        try:
+            return _agent(settings, project, limit)
+        except SpoolUnreachable as exc:
+            if poll is None:
+                raise
+            logging.getLogger("failboard.agent").warning(
+                "spool unreachable at start, trying again in %.0f s: %s", delay, exc
+            )
+        if stopping.wait(delay):
+            return None
 
 
 def process_spool(

@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from failboard.db import translate_errors
-from failboard.exceptions import SpoolError, StoreError
+from failboard.exceptions import SpoolError, SpoolUnreachable, StoreError, StoreUnreachable
 
 __all__ = ["is_transient", "retrying", "spool_errors"]
 
@@ -32,11 +32,14 @@ def spool_errors(url: str | URL) -> Iterator[None]:
     """Raise database errors inside as SpoolError naming the (redacted) spool URL.
 
     ``failboard.db.translate_errors`` already knows how to tell "cannot connect" from other
-    failures; only the class changes, the original DB error stays the ``__cause__``.
+    failures (:class:`SpoolUnreachable` then); only the class changes, the original DB error
+    stays the ``__cause__``.
     """
     try:
         with translate_errors("spool", url):
             yield
+    except StoreUnreachable as exc:
+        raise SpoolUnreachable(exc.message) from exc.__cause__
     except StoreError as exc:
         raise SpoolError(exc.message) from exc.__cause__
 
