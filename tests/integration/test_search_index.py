@@ -535,3 +535,29 @@ def test_search_index_names_why_a_project_cannot_have_one(
         assert out.exit_code == 1
         assert out.stdout == ""
         assert f"search-index: {reason}" in " ".join(out.stderr.split())
+
+
+def test_a_running_reader_sees_a_new_index_at_its_next_check() -> None:
+    """No restart after ``search-index --apply``: the reader asks the catalog again once
+    :data:`trigram.RECHECK_SECONDS` have passed (a fake clock here), and not before."""
+    now = [0.0]
+    columns = trigram.TrigramColumns(clock=lambda: now[0])
+    table = failed_jobs_table()
+    with fresh_database("postgres") as url:
+        engine = create_engine(url)
+        try:
+            create_tables(engine)
+            with engine.connect() as connection:
+                assert columns.of(connection, table) == frozenset()
+            _index(engine, table, ("exception",))
+            with engine.connect() as connection:
+                now[0] = trigram.RECHECK_SECONDS - 1
+                assert columns.of(connection, table) == frozenset()  # trusted until the check
+                now[0] = trigram.RECHECK_SECONDS
+                assert columns.of(connection, table) == {"exception"}
+                connection.exec_driver_sql(f"DROP INDEX {trigram.index_name(table, 'exception')}")
+                connection.commit()
+                now[0] = 2 * trigram.RECHECK_SECONDS
+                assert columns.of(connection, table) == frozenset()  # and a dropped one goes
+        finally:
+            engine.dispose()

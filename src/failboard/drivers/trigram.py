@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from failboard.models import Order
 
 __all__ = [
     "EXTENSION_SQL",
+    "RECHECK_SECONDS",
     "Built",
     "TrigramColumns",
     "create_index",
@@ -89,21 +90,35 @@ def indexed_columns(connection: Connection, table: sa.Table) -> frozenset[str]:
     return frozenset(str(name) for name in found)
 
 
-class TrigramColumns:
-    """:func:`indexed_columns` of one reader's table, asked on the first search and then kept
-    for the reader's life: a search must not cost a catalog query, and indexes come and go
-    rarely (a dashboard restarted after ``failboard search-index`` sees new ones)."""
+RECHECK_SECONDS = 300.0
+"""How long a reader trusts what it found: a running dashboard uses the indexes
+``failboard search-index --apply`` built (or stops using dropped ones) within this long."""
 
-    def __init__(self) -> None:
+
+class TrigramColumns:
+    """:func:`indexed_columns` of one reader's table, asked at the first search and again at the
+    first one :data:`RECHECK_SECONDS` later: a search must not cost a catalog query, and indexes
+    come and go rarely."""
+
+    def __init__(
+        self, recheck: float = RECHECK_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.recheck = recheck
+        self.clock = clock
         self._known: frozenset[str] | None = None
+        self._asked = 0.0
         self._lock = threading.Lock()
 
     def of(self, connection: Connection, table: sa.Table) -> frozenset[str]:
-        if self._known is None:
-            with self._lock:
-                if self._known is None:
-                    self._known = indexed_columns(connection, table)
-        return self._known
+        known = self._known
+        if known is not None and self.clock() - self._asked < self.recheck:
+            return known
+        with self._lock:
+            now = self.clock()
+            if self._known is None or now - self._asked >= self.recheck:
+                self._known = indexed_columns(connection, table)
+                self._asked = now
+            return self._known
 
 
 def page_conditions(
