@@ -130,6 +130,17 @@ class SpoolBase:
         with self.engine.connect() as connection:
             return work(connection)
 
+    def write(self, work: Callable[[Connection], T]) -> T:
+        """:meth:`_write` with errors as SpoolError: for what other modules keep in the spool's
+        database (the dashboards' shared state, web/shared.py)."""
+        with self._errors():
+            return self._write(work)
+
+    def read(self, work: Callable[[Connection], T]) -> T:
+        """:meth:`_read` with errors as SpoolError."""
+        with self._errors():
+            return self._read(work)
+
     def _row(self, connection: Connection, action_id: int) -> RowMapping | None:
         a = self.tables.actions
         return connection.execute(sa.select(a).where(a.c.id == action_id)).mappings().first()

@@ -22,22 +22,19 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from failboard.db import immediate
 from failboard.exceptions import SpoolError
 from failboard.spool.base import SpoolBase
-from failboard.spool.errors import retrying, spool_errors
 
 __all__ = ["Clock", "Outage", "SharedState", "digest", "utc_now"]
 
 log = logging.getLogger("failboard.web")
 
-T = TypeVar("T")
 
 Clock = Callable[[], datetime]
 """Wall time as an aware UTC datetime: the shared rows are compared across processes, so a
@@ -71,36 +68,25 @@ class SharedState:
     failures come out as :class:`SpoolError`."""
 
     def __init__(self, spool: SpoolBase) -> None:
-        self.engine = spool.engine
         self.tables = spool.tables
-        self.url = spool.url
+        # The spool's own transactions: BEGIN IMMEDIATE on SQLite, retried on a deadlock,
+        # errors as SpoolError.
+        self._write = spool.write
+        self._read = spool.read
 
-    def _write(self, work: Callable[[Connection], T]) -> T:
-        def attempt() -> T:
-            with immediate(self.engine) as connection:
-                return work(connection)
-
-        with spool_errors(self.url):
-            return retrying(attempt)
-
-    def _read(self, work: Callable[[Connection], T]) -> T:
-        with spool_errors(self.url), self.engine.connect() as connection:
-            return work(connection)
-
+    @staticmethod
     def _purge(
-        self, connection: Connection, table: sa.Table, key: sa.Column[str], now: datetime
+        connection: Connection,
+        table: sa.Table,
+        key: sa.Column[Any],
+        dead: sa.ColumnElement[bool],
     ) -> None:
-        # Ids first, then a DELETE by key: MySQL can neither LIMIT a DELETE's IN subquery nor
-        # read the table it deletes from, and PostgreSQL has no DELETE ... LIMIT.
-        expired = (
-            connection.execute(
-                sa.select(key).where(table.c.expires_at < _naive(now)).limit(PURGE_BATCH)
-            )
-            .scalars()
-            .all()
-        )
-        if expired:
-            connection.execute(table.delete().where(key.in_(expired)))
+        """Delete at most PURGE_BATCH rows matching ``dead``. Keys first, then a DELETE by key:
+        MySQL can neither LIMIT a DELETE's IN subquery nor read the table it deletes from, and
+        PostgreSQL has no DELETE ... LIMIT."""
+        found = connection.execute(sa.select(key).where(dead).limit(PURGE_BATCH)).scalars().all()
+        if found:
+            connection.execute(table.delete().where(key.in_(found)))
 
     # -- ended sessions -------------------------------------------------------------------------
 
@@ -109,7 +95,7 @@ class SharedState:
         t = self.tables.ended_sessions
 
         def work(connection: Connection) -> None:
-            self._purge(connection, t, t.c.sid, now)
+            self._purge(connection, t, t.c.sid, t.c.expires_at < _naive(now))
             connection.execute(t.insert().values(sid=digest(sid), expires_at=_naive(expires)))
 
         try:
@@ -131,15 +117,7 @@ class SharedState:
         t = self.tables.login_failures
 
         def work(connection: Connection) -> None:
-            old = (
-                connection.execute(
-                    sa.select(t.c.id).where(t.c.at <= _naive(keep_after)).limit(PURGE_BATCH)
-                )
-                .scalars()
-                .all()
-            )
-            if old:
-                connection.execute(t.delete().where(t.c.id.in_(old)))
+            self._purge(connection, t, t.c.id, t.c.at <= _naive(keep_after))
             connection.execute(
                 t.insert().values(scope=scope, subject=digest(subject), at=_naive(at))
             )
@@ -169,7 +147,7 @@ class SharedState:
         t = self.tables.selections
 
         def work(connection: Connection) -> None:
-            self._purge(connection, t, t.c.id, now)
+            self._purge(connection, t, t.c.id, t.c.expires_at < _naive(now))
             connection.execute(
                 t.insert().values(
                     id=digest(key),
