@@ -16,8 +16,6 @@ agent (a subprocess importing the project's app) re-sends.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ from typing import Any
 import pytest
 
 from tests.celery_support import celery_app
-from tests.integration.test_celery_workers import ROOT, Setup, _redis_broker, _wait
+from tests.integration.test_celery_workers import Setup, _redis_broker, _wait
 from tests.services import fresh_database
 
 pytest.importorskip("celery")
@@ -49,18 +47,7 @@ class CanvasSetup(Setup):
     def retry(self, *job_ids: str) -> dict[str, str]:
         """Retry through the spool and one pass of the agent; the lineage (old id → new id)."""
         action = self.cli("retry", "billing", *job_ids, "--json")
-        agent = subprocess.run(
-            [
-                *(sys.executable, "-m", "failboard", "agent", "--project", "billing", "--once"),
-                *("--config", str(self.config)),
-            ],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            cwd=ROOT,
-            timeout=120,
-        )
-        assert agent.returncode == 0, agent.stderr
+        self.cli("agent", "--project", "billing", "--once")
         done = self.cli("action", str(action["id"]), "--json")
         assert done["result"]["succeeded"] == len(job_ids), done["result"]
         lineage: dict[str, str] = done["result"]["details"]["lineage"]
